@@ -1,0 +1,34 @@
+# The two commands that matter: `make run` (the whole system) and `make test` (the whole suite).
+# Both build .venv from the pinned requirements on first use, using only the machine's python3.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench chaos clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) scripts/devrun.py
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check api queue_worker supervisor tests scripts loadtests
+	$(VENV)/bin/ruff format --check api queue_worker supervisor tests scripts loadtests
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) loadtests/queue_bench.py $(BENCH_ARGS)
+
+chaos: $(STAMP)
+	$(PY) loadtests/chaos.py $(CHAOS_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

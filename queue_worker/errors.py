@@ -1,0 +1,35 @@
+"""Errors raised by the queue library.
+
+    QueueError
+    ├── ConfigError            bad settings or task modules; raised at start, before any work
+    ├── UnknownTaskError       a task name no registry knows
+    ├── JobNotFoundError       no job with that id (or a malformed id)
+    ├── InvalidTransitionError the job is not in a state that allows the requested change
+    └── NonRetryableError      raised by a handler: fail the job now, without further attempts
+"""
+
+from __future__ import annotations
+
+
+class QueueError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(QueueError):
+    """Settings or task modules are unusable; the message says which and why."""
+
+
+class UnknownTaskError(QueueError):
+    """No task with this name is registered."""
+
+
+class JobNotFoundError(QueueError):
+    """No job has this id."""
+
+
+class InvalidTransitionError(QueueError):
+    """The job's current state does not allow the requested transition."""
+
+
+class NonRetryableError(QueueError):
+    """Raise from a handler to fail its job at once, with no further attempts."""

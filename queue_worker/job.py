@@ -1,0 +1,132 @@
+"""The job model: its states, the one table of allowed transitions, and a typed view of a document.
+
+    pending ──claim──▶ running ──succeed──▶ succeeded
+       │                 │ ├──retry / release / rescue──▶ pending
+     cancel              │ └──bury (exhausted, non-retryable, poison)──▶ dead
+       ▼                 │                                              │
+    cancelled            └──────────────────────────────────────────────┘
+                                 dead ──revive (manual retry)──▶ pending
+
+A claim may also take a `running` job whose lease has expired: that is a rescue, running →
+pending → running in one atomic write, counted separately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+
+class JobState(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+class Transition(str, Enum):
+    """Every write that changes a job's state is one of these, and only these."""
+
+    CLAIM = "claim"
+    SUCCEED = "succeed"
+    RETRY = "retry"
+    RELEASE = "release"
+    BURY = "bury"
+    CANCEL = "cancel"
+    REVIVE = "revive"
+
+
+TRANSITIONS: dict[Transition, tuple[JobState, JobState]] = {
+    Transition.CLAIM: (JobState.PENDING, JobState.RUNNING),
+    Transition.SUCCEED: (JobState.RUNNING, JobState.SUCCEEDED),
+    Transition.RETRY: (JobState.RUNNING, JobState.PENDING),
+    Transition.RELEASE: (JobState.RUNNING, JobState.PENDING),
+    Transition.BURY: (JobState.RUNNING, JobState.DEAD),
+    Transition.CANCEL: (JobState.PENDING, JobState.CANCELLED),
+    Transition.REVIVE: (JobState.DEAD, JobState.PENDING),
+}
+
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.CANCELLED})
+
+
+class DeadReason(str, Enum):
+    EXHAUSTED = "exhausted"
+    NON_RETRYABLE = "non_retryable"
+    POISON = "poison"
+
+
+def transition(name: Transition) -> tuple[JobState, JobState]:
+    """Return the (from, to) states of a transition; the table above is the only source."""
+    return TRANSITIONS[name]
+
+
+def parse_job_id(value: str) -> ObjectId | None:
+    """Return the ObjectId for a job id string, or None when it is malformed."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A read-only view of one job document (`from_doc`); writes go through the store."""
+
+    id: str
+    queue: str
+    task: str
+    payload: dict[str, Any]
+    state: JobState
+    priority: int
+    run_at: datetime
+    attempts: int
+    max_attempts: int
+    timeout_s: float
+    created_at: datetime
+    lease_owner: str | None = None
+    lease_token: str | None = None
+    lease_until: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_error: str | None = None
+    result: Any = None
+    idempotency_key: str | None = None
+    submitted_by: str | None = None
+    crashes: int = 0
+    dead_reason: DeadReason | None = None
+    rescues: int = 0
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Job:
+        dead_reason = doc.get("dead_reason")
+        return cls(
+            id=str(doc["_id"]),
+            queue=doc["queue"],
+            task=doc["task"],
+            payload=doc.get("payload") or {},
+            state=JobState(doc["state"]),
+            priority=doc.get("priority", 0),
+            run_at=doc["run_at"],
+            attempts=doc.get("attempts", 0),
+            max_attempts=doc["max_attempts"],
+            timeout_s=doc["timeout_s"],
+            created_at=doc["created_at"],
+            lease_owner=doc.get("lease_owner"),
+            lease_token=doc.get("lease_token"),
+            lease_until=doc.get("lease_until"),
+            started_at=doc.get("started_at"),
+            finished_at=doc.get("finished_at"),
+            last_error=doc.get("last_error"),
+            result=doc.get("result"),
+            idempotency_key=doc.get("idempotency_key"),
+            submitted_by=doc.get("submitted_by"),
+            crashes=doc.get("crashes", 0),
+            dead_reason=DeadReason(dead_reason) if dead_reason else None,
+            rescues=doc.get("rescues", 0),
+        )

@@ -1,0 +1,152 @@
+"""Start and stop the local MongoDB wire-protocol server (SecantusDB) used for development and tests.
+
+SecantusDB is a development dependency (GPL-2.0-only): it always runs as a separate process and
+is never imported by `api`, `queue_worker` or `supervisor`.
+
+    python scripts/localdb.py start [--port N] [--data-dir var/db]   # runs until Ctrl-C
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_BIN = Path(sys.executable).parent / "secantusd-py"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+@dataclass
+class LocalDB:
+    """A running local server: its process, port, data directory and connection URI."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def uri(self, database: str = "app") -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{database}?directConnection=true"
+
+    def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL if it outlives the stop timeout."""
+        stop_process(self.process)
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(
+    port: int | None = None,
+    data_dir: Path | None = None,
+    log_path: Path | None = None,
+) -> LocalDB:
+    """Start a server on `port` (free if None) with its own data directory; wait for `ping`."""
+    port = port or free_port()
+    data_dir = data_dir or ROOT / "var" / f"db-{port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_path or data_dir.parent / f"{data_dir.name}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [
+                str(SERVER_BIN),
+                "--host", "127.0.0.1",
+                "--port", str(port),
+                "--storage-path", str(data_dir),
+                "--log-level", "WARNING",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
+        )
+    db = LocalDB(process=process, port=port, data_dir=data_dir)
+    try:
+        wait_for_ping(db.uri(), process, START_TIMEOUT_S)
+    except BaseException:
+        db.kill()
+        raise
+    return db
+
+
+def wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """Poll `ping` until the server answers; fail early if its process exits."""
+    deadline = time.monotonic() + timeout_s
+    client: MongoClient[dict[str, object]] = MongoClient(uri, serverSelectionTimeoutMS=250)
+    try:
+        while True:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"local database exited with code {process.returncode}")
+            try:
+                client.admin.command("ping")
+                return
+            except PyMongoError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"local database did not answer ping within {timeout_s}s")
+                time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM a process, wait up to `timeout_s`, then SIGKILL it."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("start", help="start a server and keep it running until interrupted")
+    run.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    run.add_argument("--data-dir", type=Path, default=None, help="data directory (default: var/db-PORT)")
+    args = parser.parse_args(argv)
+    db = start(args.port, args.data_dir)
+    print(db.uri(), flush=True)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stopping and db.process.poll() is None:
+        time.sleep(0.2)
+    db.stop()
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    sys.exit(main())
