@@ -1,0 +1,410 @@
+"""Chaos run: drain recorded jobs through the supervisor while its consumers keep being killed.
+
+    python loadtests/chaos.py [--jobs N] [--kill-interval S] [--workers W] [--concurrency C]
+                              [--no-db-restart] [--seed S]
+
+What happens, in order: a local database is started on a fixed port and data directory (unless
+MONGODB_URI is set); N `bench.sleep` jobs of random short duration plus one `bench.crash`
+(poison) job are enqueued, each recording every execution in `bench_runs`; `python -m
+supervisor` starts; every `--kill-interval` seconds one random consumer child gets SIGKILL;
+once about 40 % of the jobs are done the database is killed and restarted; at about 85 % the
+supervisor gets SIGTERM (it must drain and exit 0) and is started again to finish the rest.
+The report says what was completed, lost (must be 0), executed twice, and how long rescued jobs
+waited. Its last line is one JSON object; the exit code is non-zero if anything was lost or
+ended in an unexpected state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from chaos_report import Kill, Verdict, judge, states_line
+from harness import (
+    VAR,
+    DatabaseServer,
+    ManagedProcess,
+    consumer_children,
+    project_env,
+    start_supervisor,
+)
+from pymongo import MongoClient
+from pymongo.database import Database
+from pymongo.errors import PyMongoError
+
+OUT_DIR = VAR / "chaos"
+DEFAULT_PORT = 27127  # fixed, so the killed server comes back where the consumers look for it
+POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    jobs: int
+    kill_interval_s: float
+    workers: int
+    concurrency: int
+    db_restart: bool
+    seed: int
+    min_ms: int
+    max_ms: int
+    lease_s: float
+    poison_crashes: int
+    db_down_s: float
+    restart_at: float
+    term_at: float
+    graceful_timeout_s: float
+    stall_timeout_s: float
+    port: int
+    data_dir: Path
+    supervisor_args: tuple[str, ...]
+
+
+@dataclass
+class Timeline:
+    """What the run did and when, for the report."""
+
+    kills: list[Kill]
+    db_restart_s: float | None = None
+    term_sent_s: float | None = None
+    term_exit_code: int | None = None
+    term_drain_s: float | None = None
+    running_after_term: int | None = None
+    finished_s: float | None = None
+    final_exit_code: int | None = None
+
+
+def parse_args(argv: list[str] | None) -> ChaosConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    arg = parser.add_argument
+    arg("--jobs", type=int, default=3000, help="recorded bench.sleep jobs (default 3000)")
+    arg("--kill-interval", type=float, default=1.0, help="seconds between SIGKILLs (default 1)")
+    arg("--workers", type=int, default=2, help="consumer processes (default 2)")
+    arg("--concurrency", type=int, default=4, help="slots per consumer (default 4)")
+    arg("--no-db-restart", action="store_true", help="do not kill and restart the database")
+    arg("--seed", type=int, default=None, help="random seed (default: time based, printed)")
+    arg("--min-ms", type=int, default=10, help="shortest job duration in ms (default 10)")
+    arg("--max-ms", type=int, default=200, help="longest job duration in ms (default 200)")
+    arg("--lease", type=float, default=5.0, help="QUEUE_LEASE_S for the consumers (default 5)")
+    arg("--poison-crashes", type=int, default=5, help="QUEUE_POISON_CRASHES (default 5)")
+    arg("--db-down", type=float, default=2.0, help="seconds the database stays down (default 2)")
+    arg("--restart-at", type=float, default=0.4, help="fraction done at the database restart")
+    arg("--term-at", type=float, default=0.85, help="fraction done when SIGTERM is sent")
+    arg("--graceful-timeout", type=float, default=10.0, help="supervisor --graceful-timeout")
+    arg("--stall-timeout", type=float, default=120.0, help="give up after this long w/o progress")
+    arg("--port", type=int, default=DEFAULT_PORT, help=f"local database port ({DEFAULT_PORT})")
+    arg("--data-dir", type=Path, default=OUT_DIR / "db", help="local database data directory")
+    arg("--supervisor-arg", action="append", default=[], help="extra supervisor option")
+    args = parser.parse_args(argv)
+    if args.jobs < 1 or args.workers < 1 or args.concurrency < 1 or args.kill_interval <= 0:
+        parser.error("--jobs, --workers, --concurrency and --kill-interval must be positive")
+    if not 0 < args.restart_at < args.term_at < 1:
+        parser.error("need 0 < --restart-at < --term-at < 1")
+    seed = args.seed if args.seed is not None else int(time.time())
+    return ChaosConfig(
+        args.jobs,
+        args.kill_interval,
+        args.workers,
+        args.concurrency,
+        not args.no_db_restart,
+        seed,
+        args.min_ms,
+        max(args.min_ms, args.max_ms),
+        args.lease,
+        args.poison_crashes,
+        args.db_down,
+        args.restart_at,
+        args.term_at,
+        args.graceful_timeout,
+        args.stall_timeout,
+        args.port,
+        args.data_dir,
+        tuple(args.supervisor_arg),
+    )
+
+
+def enqueue_jobs(
+    uri: str, database: str, config: ChaosConfig, rng: random.Random
+) -> tuple[list[str], str, dict[str, float]]:
+    """Enqueue the recorded sleep jobs with the poison job among them; return their ids."""
+    from queue_worker.store import JobStore, connect
+    from queue_worker.store import database as queue_database
+
+    from queue_worker.settings import QueueSettings
+
+    settings = QueueSettings.from_env({"MONGODB_URI": uri, "MONGODB_DATABASE": database})
+    client = connect(settings, app_name="chaos-enqueue")
+    try:
+        store = JobStore(queue_database(client, settings), settings)
+        store.ensure_indexes()
+        ids: list[str] = []
+        durations: dict[str, float] = {}
+        poison_id = ""
+        # Crashes, not failed attempts, must decide a killed job's fate: attempts stay ample.
+        attempts = config.poison_crashes + 5
+        for index in range(config.jobs + 1):
+            if index == config.jobs // 3:
+                job = store.enqueue("bench.crash", {"record": True}, max_attempts=attempts)
+                poison_id = job.id
+            else:
+                ms = rng.randint(config.min_ms, config.max_ms)
+                job = store.enqueue(
+                    "bench.sleep", {"ms": ms, "record": True}, max_attempts=attempts
+                )
+                durations[job.id] = ms
+            ids.append(job.id)
+        return ids, poison_id, durations
+    finally:
+        client.close()
+
+
+class ChaosRun:
+    """One run: the database, the supervisor, the kills, and the timeline of what happened."""
+
+    def __init__(self, config: ChaosConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.database = f"chaos_{datetime.now(UTC):%Y%m%d%H%M%S}"
+        self.server = DatabaseServer.open(config.data_dir, config.port)
+        self.uri = self.server.uri(self.database)
+        self.client: MongoClient[dict[str, Any]] = MongoClient(
+            self.uri, tz_aware=True, serverSelectionTimeoutMS=2000, appname="chaos-observer"
+        )
+        self.db: Database[dict[str, Any]] = self.client[self.database]
+        self.timeline = Timeline(kills=[])
+        self.supervisor: ManagedProcess | None = None
+        self.log_path = OUT_DIR / f"{self.database}-supervisor.log"
+        self.started = time.monotonic()
+
+    def close(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop(timeout_s=self.config.graceful_timeout_s + 10)
+        self.client.close()
+        self.server.stop()
+
+    def start_supervisor(self) -> None:
+        env = project_env(
+            self.uri,
+            self.database,
+            {
+                "QUEUE_ENABLE_BENCH_TASKS": "1",
+                "QUEUE_LEASE_S": str(self.config.lease_s),
+                "QUEUE_POISON_CRASHES": str(self.config.poison_crashes),
+            },
+        )
+        args = ["--graceful-timeout", str(self.config.graceful_timeout_s)]
+        self.supervisor = start_supervisor(
+            env,
+            self.log_path,
+            workers=self.config.workers,
+            concurrency=self.config.concurrency,
+            extra_args=[*args, *self.config.supervisor_args],
+        )
+
+    def unfinished(self) -> int | None:
+        """Return how many jobs are still pending or running (None while the DB is down)."""
+        try:
+            return self.db.jobs.count_documents({"state": {"$in": ["pending", "running"]}})
+        except PyMongoError:
+            return None
+
+    def kill_random_consumer(self) -> None:
+        assert self.supervisor is not None
+        children = consumer_children(self.supervisor.pid)
+        if not children:
+            return
+        victim = self.rng.choice(children)
+        try:
+            victim.send_signal(signal.SIGKILL)
+        except Exception:  # noqa: BLE001 - it may have exited on its own meanwhile
+            return
+        self.timeline.kills.append(Kill(datetime.now(UTC), victim.pid))
+
+    def restart_database(self) -> None:
+        print(f"[{self.elapsed():6.1f}s] killing the database (SIGKILL)", flush=True)
+        self.server.kill()
+        time.sleep(self.config.db_down_s)  # the outage itself, not a synchronisation
+        self.server.restart()
+        self.timeline.db_restart_s = self.elapsed()
+        print(f"[{self.elapsed():6.1f}s] database restarted", flush=True)
+
+    def terminate_and_restart(self) -> None:
+        assert self.supervisor is not None
+        self.timeline.term_sent_s = self.elapsed()
+        print(f"[{self.elapsed():6.1f}s] SIGTERM to the supervisor", flush=True)
+        self.supervisor.signal(signal.SIGTERM)
+        code = self.supervisor.wait(self.config.graceful_timeout_s + 30)
+        if code is None:
+            code = self.supervisor.stop(timeout_s=1)
+            print("supervisor did not exit after SIGTERM: killed", flush=True)
+        self.timeline.term_exit_code = code
+        self.timeline.term_drain_s = round(self.elapsed() - self.timeline.term_sent_s, 2)
+        self.timeline.running_after_term = self.db.jobs.count_documents({"state": "running"})
+        print(
+            f"[{self.elapsed():6.1f}s] supervisor exited {code}; "
+            f"{self.timeline.running_after_term} jobs left running; restarting it",
+            flush=True,
+        )
+        self.start_supervisor()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def drive(self, total: int) -> None:
+        """Kill, restart and terminate on schedule until nothing is left or progress stalls."""
+        restart_due = self.config.db_restart and self.server.restartable
+        term_due = True
+        next_kill = time.monotonic() + self.config.kill_interval_s
+        last_left, last_progress = total, time.monotonic()
+        while True:
+            assert self.supervisor is not None
+            left = self.unfinished()
+            now = time.monotonic()
+            if left is not None:
+                if left == 0:
+                    self.timeline.finished_s = self.elapsed()
+                    return
+                if left < last_left:
+                    last_left, last_progress = left, now
+                done = 1 - left / total
+                if restart_due and done >= self.config.restart_at:
+                    restart_due = False
+                    self.restart_database()
+                elif term_due and done >= self.config.term_at:
+                    term_due = False
+                    self.terminate_and_restart()
+            if now - last_progress > self.config.stall_timeout_s:
+                print(f"no progress for {self.config.stall_timeout_s}s: giving up", flush=True)
+                return
+            if not self.supervisor.alive():
+                print(f"supervisor exited on its own ({self.supervisor.process.returncode})")
+                print(self.supervisor.log_tail(), flush=True)
+                return
+            if term_due and now >= next_kill:
+                self.kill_random_consumer()
+                next_kill += self.config.kill_interval_s
+            time.sleep(POLL_S)
+
+    def final_documents(self, ids: list[str]) -> list[dict[str, Any]]:
+        from bson import ObjectId
+
+        wanted = {"_id": {"$in": [ObjectId(i) for i in ids]}}
+        return [*self.db.jobs.find(wanted), *self.db.jobs_done.find(wanted)]
+
+
+def run(config: ChaosConfig) -> tuple[Verdict, dict[str, Any]]:
+    """Run the whole scenario and return the verdict with the figures for the JSON line."""
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    chaos = ChaosRun(config)
+    try:
+        print(f"database {chaos.uri} (seed {config.seed})", flush=True)
+        rng = random.Random(config.seed)
+        ids, poison_id, durations = enqueue_jobs(chaos.uri, chaos.database, config, rng)
+        print(f"enqueued {len(ids)} jobs (poison job {poison_id})", flush=True)
+        chaos.started = time.monotonic()
+        chaos.start_supervisor()
+        chaos.drive(len(ids))
+        wall_s = chaos.timeline.finished_s or chaos.elapsed()
+        assert chaos.supervisor is not None
+        chaos.timeline.final_exit_code = chaos.supervisor.stop(config.graceful_timeout_s + 10)
+        chaos.supervisor = None
+        verdict = judge(
+            chaos.final_documents(ids),
+            ids,
+            poison_id,
+            chaos.db.bench_runs.find({}, {"_id": 0}),
+            chaos.timeline.kills,
+            durations,
+        )
+    finally:
+        chaos.close()
+    figures = summary(config, chaos.timeline, verdict, wall_s)
+    return verdict, figures
+
+
+def summary(
+    config: ChaosConfig, timeline: Timeline, verdict: Verdict, wall_s: float
+) -> dict[str, Any]:
+    """Return the flat figures of the run (the JSON line)."""
+    figures = asdict(verdict)
+    figures.update(
+        kills=len(timeline.kills),
+        jobs_per_s=round(verdict.completed / wall_s, 2) if wall_s else 0.0,
+        wall_s=round(wall_s, 1),
+        workers=config.workers,
+        concurrency=config.concurrency,
+        kill_interval_s=config.kill_interval_s,
+        db_restarted=timeline.db_restart_s is not None,
+        term_exit_code=timeline.term_exit_code,
+        term_drain_s=timeline.term_drain_s,
+        running_after_term=timeline.running_after_term,
+        final_exit_code=timeline.final_exit_code,
+        seed=config.seed,
+    )
+    figures["unexpected"] = verdict.unexpected[:20]
+    figures["problems"] = problems(timeline)
+    figures["ok"] = verdict.ok() and not figures["problems"]
+    return figures
+
+
+def problems(timeline: Timeline) -> list[str]:
+    """Return what went wrong with the processes themselves (beyond job states)."""
+    found = []
+    if timeline.term_exit_code not in (None, 0):
+        found.append(f"supervisor exited {timeline.term_exit_code} after SIGTERM (want 0)")
+    if timeline.running_after_term:
+        found.append(f"{timeline.running_after_term} jobs still running after the SIGTERM drain")
+    if timeline.finished_s is None:
+        found.append("the run ended before every job finished")
+    return found
+
+
+def print_report(verdict: Verdict, figures: dict[str, Any]) -> None:
+    rows = [
+        ("jobs enqueued (incl. 1 poison)", verdict.jobs),
+        ("completed (succeeded)", verdict.completed),
+        ("lost", verdict.lost),
+        ("unexpected end states", len(verdict.unexpected)),
+        ("final states", states_line(verdict.states)),
+        ("consumer SIGKILLs", figures["kills"]),
+        ("duplicate executions", verdict.duplicates),
+        ("  of which after a kill", verdict.duplicates_after_kill),
+        ("jobs with no recorded execution", verdict.unrecorded),
+        ("poison job", f"{verdict.poison_state} after {verdict.poison_crashes} crashes"),
+        ("rescued jobs", verdict.rescued_jobs),
+        ("rescue wait p50 / max (s)", f"{verdict.rescue_wait_p50_s} / {verdict.max_rescue_wait_s}"),
+        ("pickup p50 / p99 (ms)", f"{verdict.pickup_p50_ms} / {verdict.pickup_p99_ms}"),
+        ("throughput (jobs/s)", figures["jobs_per_s"]),
+        ("wall time (s)", figures["wall_s"]),
+        ("database restarted", figures["db_restarted"]),
+        (
+            "SIGTERM: exit code / drain (s)",
+            f"{figures['term_exit_code']} / {figures['term_drain_s']}",
+        ),
+        ("jobs left running after SIGTERM", figures["running_after_term"]),
+    ]
+    print("\n| chaos | result |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    for line in [*verdict.unexpected[:20], *figures["problems"]]:
+        print(f"UNEXPECTED: {line}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    verdict, figures = run(config)
+    print_report(verdict, figures)
+    (OUT_DIR / "last.json").write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures), flush=True)
+    return 0 if figures["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
