@@ -1,11 +1,12 @@
 """Errors raised by the queue library.
 
-    QueueError
-    ├── ConfigError            bad settings or task modules; raised at start, before any work
-    ├── UnknownTaskError       a task name no registry knows
-    ├── JobNotFoundError       no job with that id (or a malformed id)
-    ├── InvalidTransitionError the job is not in a state that allows the requested change
-    └── NonRetryableError      raised by a handler: fail the job now, without further attempts
+QueueError
+├── ConfigError            bad settings or task modules; raised at start, before any work
+├── UnknownTaskError       a task name no registry knows
+├── JobNotFoundError       no job with that id (or a malformed id)
+├── InvalidTransitionError the job is not in a state that allows the requested change
+├── InvalidJobError        enqueue arguments that cannot make a job (bad payload, delay, ...)
+└── NonRetryableError      raised by a handler: fail the job now, without further attempts
 """
 
 from __future__ import annotations
@@ -33,3 +34,7 @@ class InvalidTransitionError(QueueError):
 
 class NonRetryableError(QueueError):
     """Raise from a handler to fail its job at once, with no further attempts."""
+
+
+class InvalidJobError(QueueError, ValueError):
+    """Enqueue arguments cannot make a job; the message says which argument and why."""

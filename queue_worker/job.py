@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -30,7 +30,7 @@ class JobState(str, Enum):
     CANCELLED = "cancelled"
 
 
-class Transition(str, Enum):
+class Transition(StrEnum):
     """Every write that changes a job's state is one of these, and only these."""
 
     CLAIM = "claim"
@@ -55,7 +55,7 @@ TRANSITIONS: dict[Transition, tuple[JobState, JobState]] = {
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.CANCELLED})
 
 
-class DeadReason(str, Enum):
+class DeadReason(StrEnum):
     EXHAUSTED = "exhausted"
     NON_RETRYABLE = "non_retryable"
     POISON = "poison"
@@ -130,3 +130,14 @@ class Job:
             dead_reason=DeadReason(dead_reason) if dead_reason else None,
             rescues=doc.get("rescues", 0),
         )
+
+
+@dataclass(frozen=True)
+class CrashInfo:
+    """How a consumer process died, as its supervisor saw it: the killing signal or exit code."""
+
+    signal: int | None = None
+    exit_code: int | None = None
+
+    def as_doc(self) -> dict[str, int | None]:
+        return {"signal": self.signal, "exit_code": self.exit_code}

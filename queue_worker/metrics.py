@@ -1,0 +1,47 @@
+"""Every metric the queue library records (names from the project's metrics catalogue).
+
+Plain prometheus_client objects in the default registry; multiprocess mode, when wanted, is
+configured by the entry point (PROMETHEUS_MULTIPROC_DIR) before this module is imported.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+_JOB = ("queue", "task")
+
+JOBS_ENQUEUED = Counter("queue_jobs_enqueued_total", "Jobs accepted by enqueue.", _JOB)
+JOBS_STARTED = Counter("queue_jobs_started_total", "Jobs claimed and started by a consumer.", _JOB)
+JOBS_SUCCEEDED = Counter("queue_jobs_succeeded_total", "Jobs whose handler returned.", _JOB)
+JOBS_FAILED = Counter(
+    "queue_jobs_failed_total", "Failed attempts that will be retried after a backoff.", _JOB
+)
+JOBS_DEAD = Counter(
+    "queue_jobs_dead_total", "Jobs that went dead (reason: exhausted|non_retryable|poison).",
+    (*_JOB, "reason"),
+)  # fmt: skip
+JOBS_CANCELLED = Counter("queue_jobs_cancelled_total", "Pending jobs cancelled.", _JOB)
+JOB_RUN_SECONDS = Histogram(
+    "queue_job_run_seconds", "Handler run time of finished attempts.", _JOB,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
+)  # fmt: skip
+JOB_WAIT_SECONDS = Histogram(
+    "queue_job_wait_seconds", "Time from a job's due time (run_at) to its start.", _JOB,
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)  # fmt: skip
+LEASES_LOST = Counter(
+    "queue_leases_lost_total",
+    "Writes fenced off because the worker no longer held the lease.",
+    _JOB,
+)
+JOBS_RESCUED = Counter(
+    "queue_jobs_rescued_total", "Jobs claimed again after their lease expired.", _JOB
+)
+JOBS_RELEASED = Counter(
+    "queue_jobs_released_total",
+    "Running jobs given back to pending (reason: shutdown|crash|hang|timeout).",
+    ("queue", "reason"),
+)
+JOBS_POISON = Counter(
+    "queue_jobs_poison_total", "Jobs buried as poison after crashing consumers repeatedly.", _JOB
+)
