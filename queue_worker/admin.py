@@ -1,0 +1,225 @@
+"""Operator queries and commands: stats, list, retry dead jobs, cancel, purge.
+
+Reads look at both collections (`jobs`: pending, running, dead; `jobs_done`: succeeded,
+cancelled). State changes go through the store's compare-and-set transitions (`revive`,
+`cancel`); purge only deletes jobs that are finished for good (succeeded, cancelled, dead), never
+pending or running ones, which a consumer may hold or be about to claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import DESCENDING
+from pymongo.collection import Collection
+
+from queue_worker.errors import InvalidTransitionError, JobNotFoundError, QueueError
+from queue_worker.job import TERMINAL_STATES, Job, JobState
+from queue_worker.store import JobStore
+
+Doc = dict[str, Any]
+_IS_PENDING = {"$eq": ["$state", JobState.PENDING.value]}
+PURGEABLE_STATES = frozenset({JobState.SUCCEEDED, JobState.CANCELLED, JobState.DEAD})
+
+
+class RefusedError(QueueError):
+    """An operator command that would destroy live work; the message says why."""
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Job counts per queue and state, and how long the oldest due job of each queue has waited."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    oldest_due_age_s: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-able view: one entry per queue."""
+        queues = sorted(set(self.counts) | set(self.oldest_due_age_s))
+        return {
+            "queues": {
+                q: {
+                    "counts": {s.value: self.counts.get(q, {}).get(s.value, 0) for s in JobState},
+                    "oldest_due_age_s": self.oldest_due_age_s.get(q),
+                }
+                for q in queues
+            }
+        }
+
+
+def stats(store: JobStore, now: datetime) -> QueueStats:
+    """Count jobs per queue and state (both collections) and age the oldest due job per queue."""
+    counts: dict[str, dict[str, int]] = {}
+    for collection in (store.jobs, store.done):
+        pipeline: list[Doc] = [
+            {"$group": {"_id": {"queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}}
+        ]
+        for row in collection.aggregate(pipeline):
+            per_queue = counts.setdefault(row["_id"]["queue"], {})
+            state = row["_id"]["state"]
+            per_queue[state] = per_queue.get(state, 0) + row["n"]
+    return QueueStats(counts=counts, oldest_due_age_s=oldest_due_age_s(store.jobs, now))
+
+
+def oldest_due_age_s(jobs: Collection[Doc], now: datetime) -> dict[str, float]:
+    """Return, per queue, the seconds since the oldest claimable job became due.
+
+    Due means pending with run_at <= now, or running with an expired lease (its worker died and
+    it waits to be rescued): both are work nobody is doing.
+    """
+    pipeline: list[Doc] = [
+        {
+            "$match": {
+                "$or": [
+                    {"state": JobState.PENDING.value, "run_at": {"$lte": now}},
+                    {"state": JobState.RUNNING.value, "lease_until": {"$lte": now}},
+                ]
+            }
+        },
+        {
+            "$project": {
+                "queue": 1,
+                "due": {"$cond": [_IS_PENDING, "$run_at", "$lease_until"]},
+            }
+        },
+        {"$group": {"_id": "$queue", "oldest": {"$min": "$due"}}},
+    ]
+    return {
+        row["_id"]: max(0.0, (now - row["oldest"]).total_seconds())
+        for row in jobs.aggregate(pipeline)
+    }
+
+
+def list_jobs(
+    store: JobStore,
+    *,
+    state: JobState | None = None,
+    queue: str | None = None,
+    limit: int = 20,
+) -> list[Job]:
+    """Return up to `limit` jobs, newest first, optionally of one state and/or queue."""
+    query: Doc = {}
+    if state is not None:
+        query["state"] = state.value
+    if queue is not None:
+        query["queue"] = queue
+    if state is None:
+        collections = [store.jobs, store.done]
+    else:
+        collections = [store.done if state in TERMINAL_STATES else store.jobs]
+    docs: list[Doc] = []
+    for collection in collections:
+        docs.extend(collection.find(query).sort("_id", DESCENDING).limit(limit))
+    docs.sort(key=lambda doc: doc["_id"], reverse=True)
+    return [Job.from_doc(doc) for doc in docs[:limit]]
+
+
+def require_job(store: JobStore, job_id: str) -> Job:
+    """Return the job with this id, or raise JobNotFoundError (malformed ids included)."""
+    job = store.get(job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job with id {job_id!r}")
+    return job
+
+
+def retry(store: JobStore, job_id: str) -> Job:
+    """Send one dead job back to pending with fresh attempts."""
+    revived = store.revive(job_id)
+    if revived is None:
+        job = require_job(store, job_id)
+        raise InvalidTransitionError(f"job {job_id} is {job.state.value}; only dead jobs retry")
+    return revived
+
+
+def retry_all_dead(store: JobStore, *, queue: str | None = None) -> int:
+    """Send every dead job (of one queue, if given) back to pending; return how many."""
+    query: Doc = {"state": JobState.DEAD.value}
+    if queue is not None:
+        query["queue"] = queue
+    ids = [str(doc["_id"]) for doc in store.jobs.find(query, {"_id": 1})]
+    # One compare-and-set per job: a job revived by someone else meanwhile is simply skipped.
+    return sum(1 for job_id in ids if store.revive(job_id) is not None)
+
+
+def cancel(store: JobStore, job_id: str) -> Job:
+    """Cancel a pending job; running, dead and finished jobs cannot be cancelled."""
+    cancelled = store.cancel(job_id)
+    if cancelled is None:
+        job = require_job(store, job_id)
+        raise InvalidTransitionError(
+            f"job {job_id} is {job.state.value}; only pending jobs can be cancelled"
+        )
+    return cancelled
+
+
+def purge_filter(state: JobState, cutoff: datetime) -> Doc:
+    """Return the query matching jobs of `state` that finished at or before `cutoff`."""
+    if state not in PURGEABLE_STATES:
+        raise RefusedError(
+            f"refusing to purge {state.value} jobs: they are live work "
+            "(cancel pending jobs first; running jobs finish or are rescued)"
+        )
+    return {"state": state.value, "finished_at": {"$lte": cutoff}}
+
+
+def purge(
+    store: JobStore,
+    state: JobState,
+    *,
+    now: datetime,
+    older_than_s: float = 0.0,
+    dry_run: bool = False,
+) -> int:
+    """Delete jobs of a finished state that finished `older_than_s` ago or earlier; return count.
+
+    Purging a job also forgets its idempotency key: a later enqueue with that key makes a new job.
+    """
+    query = purge_filter(state, now - timedelta(seconds=older_than_s))
+    collection = store.done if state in TERMINAL_STATES else store.jobs
+    if dry_run:
+        return collection.count_documents(query)
+    ids: list[ObjectId] = [doc["_id"] for doc in collection.find(query, {"_id": 1})]
+    if not ids:
+        return 0
+    deleted = collection.delete_many({"_id": {"$in": ids}, **query}).deleted_count
+    store.keys.delete_many({"job_id": {"$in": ids}})
+    return deleted
+
+
+def job_summary(job: Job, now: datetime) -> Mapping[str, Any]:
+    """Return the JSON-able fields an operator listing shows for one job."""
+    return {
+        "id": job.id,
+        "queue": job.queue,
+        "task": job.task,
+        "state": job.state.value,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_at": job.run_at.isoformat(),
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "age_s": round((now - job.created_at).total_seconds(), 3),
+        "dead_reason": job.dead_reason.value if job.dead_reason else None,
+        "last_error": job.last_error,
+    }
+
+
+__all__ = [
+    "PURGEABLE_STATES",
+    "QueueStats",
+    "RefusedError",
+    "cancel",
+    "job_summary",
+    "list_jobs",
+    "oldest_due_age_s",
+    "purge",
+    "require_job",
+    "retry",
+    "retry_all_dead",
+    "stats",
+]
