@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
-from typing import Any
 
 from queue_worker.errors import NonRetryableError
+from queue_worker.settings import QueueSettings
 
 DEFAULT_SENDER = "noreply@localhost"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -58,16 +58,16 @@ class MailConfig:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> MailConfig:
-        """Build the config from a QueueSettings (its smtp_* and outbox_dir fields)."""
+    def from_settings(cls, settings: QueueSettings) -> MailConfig:
+        """Build the config from the queue settings (SMTP_* and QUEUE_OUTBOX_DIR)."""
         return cls(
-            host=getattr(settings, "smtp_host", "") or "",
-            port=int(getattr(settings, "smtp_port", 25) or 25),
-            sender=getattr(settings, "smtp_from", "") or DEFAULT_SENDER,
-            user=getattr(settings, "smtp_user", "") or "",
-            password=getattr(settings, "smtp_password", "") or "",
-            starttls=bool(getattr(settings, "smtp_starttls", False)),
-            outbox_dir=Path(getattr(settings, "outbox_dir", "var/outbox") or "var/outbox"),
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from or DEFAULT_SENDER,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+            outbox_dir=Path(settings.outbox_dir),
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pymongo.database import Database
 
 from queue_worker.errors import ConfigError
+from queue_worker.settings import QueueSettings
 from queue_worker.tasks import TaskContext
 
 
@@ -24,9 +25,9 @@ def task_db(ctx: TaskContext) -> Database[Any]:
     return db
 
 
-def task_settings(ctx: TaskContext) -> Any:
+def task_settings(ctx: TaskContext) -> QueueSettings:
     """Return the QueueSettings of the running job's consumer."""
     settings = getattr(ctx, "settings", None)
-    if settings is None:
+    if not isinstance(settings, QueueSettings):
         raise ConfigError("this task needs TaskContext.settings (the consumer must provide it)")
     return settings

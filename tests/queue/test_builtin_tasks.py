@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import localdb
@@ -27,6 +26,7 @@ from queue_worker.builtin import register_bench_tasks, users
 from queue_worker.builtin.bench import BENCH_RUNS, BenchFailure
 from queue_worker.errors import NonRetryableError
 from queue_worker.mail import MailConfig, MailDeliveryError, send_smtp, welcome_message
+from queue_worker.settings import QueueSettings
 from queue_worker.tasks import TaskRegistry, registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,20 +84,17 @@ def smtp_server() -> Iterator[tuple[Mailbox, int]]:
         controller.stop()
 
 
-def smtp_settings(port: int, tmp_path: Path) -> SimpleNamespace:
-    return SimpleNamespace(
+def smtp_settings(port: int, tmp_path: Path) -> QueueSettings:
+    return QueueSettings(
         smtp_host="127.0.0.1",
         smtp_port=port,
         smtp_from="hello@example.test",
-        smtp_user="",
-        smtp_password="",
-        smtp_starttls=False,
-        outbox_dir=tmp_path / "outbox",
+        outbox_dir=str(tmp_path / "outbox"),
     )
 
 
-def outbox_settings(tmp_path: Path) -> SimpleNamespace:
-    return SimpleNamespace(smtp_host="", smtp_from="hello@example.test", outbox_dir=tmp_path / "ob")
+def outbox_settings(tmp_path: Path) -> QueueSettings:
+    return QueueSettings(smtp_from="hello@example.test", outbox_dir=str(tmp_path / "ob"))
 
 
 def test_welcome_email_arrives_at_a_real_smtp_server(
