@@ -1,0 +1,463 @@
+"""The master: a single-threaded pre-fork loop that keeps N consumers (and an exporter) alive.
+
+`Master.tick()` does one pass: dispatch recorded signals, reap exited children, check liveness
+and deadlines, spawn or retire children to match the desired count, update gauges. `run()` is a
+short loop around it that sleeps in `select` on a self-pipe the signal handlers write to.
+
+The master holds no database connection. When a consumer dies abnormally it forks a short-lived
+reaper child that connects, releases the dead consumer's jobs with the crash recorded, and exits.
+Every OS call goes through `ProcessOps` so unit tests drive `tick()` with fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from supervisor import metrics
+from supervisor.errors import RECYCLE_REASONS, ChildExit, ExitCode
+from supervisor.liveness import LivenessLink
+from supervisor.process_ops import ChildTargets, ProcessOps
+from supervisor.settings import SupervisorSettings
+from supervisor.slot import Slot
+
+log = logging.getLogger("supervisor.master")
+
+HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+TICK_INTERVAL_S = 0.2
+REAPER_TIMEOUT_S = 60.0
+
+
+class Kind(StrEnum):
+    CONSUMER = "consumer"
+    EXPORTER = "exporter"
+    REAPER = "reaper"
+
+
+@dataclass
+class ChildProc:
+    """The master's record of one live child."""
+
+    pid: int
+    kind: Kind
+    started_at: float
+    slot: int | None = None
+    liveness: LivenessLink | None = None
+    ready: bool = False
+    retiring: str | None = None  # why it was asked to stop: reload | scale | shutdown
+    signalled: bool = False  # the stop signal was sent (reload waits for the successor)
+    stop_deadline: float | None = None  # SIGKILL when passed
+    hung: bool = False
+    killed: bool = False
+    releases_for: int | None = None  # a reaper: the dead consumer's pid
+
+
+class Master:
+    """Keep `desired` consumers alive; act on signals; stop with an exit code."""
+
+    def __init__(
+        self,
+        settings: SupervisorSettings,
+        ops: ProcessOps,
+        targets: ChildTargets,
+        liveness_factory: Callable[[], LivenessLink],
+    ) -> None:
+        self.settings = settings
+        self.ops = ops
+        self.targets = targets
+        self.liveness_factory = liveness_factory
+        self.desired = settings.workers
+        self.slots: dict[int, Slot] = {}
+        self.exporter_slot = Slot(-1)
+        self.children: dict[int, ChildProc] = {}
+        self.pending_signals: list[int] = []
+        self.stopping: str | None = None  # None | graceful | fast
+        self.exit_code: int = ExitCode.OK
+        self.failure: str | None = None
+        self._wake_r, self._wake_w = -1, -1
+        self._title = ""
+
+    # One pass ------------------------------------------------------------------------------
+    def tick(self) -> int | None:
+        """Do one pass of the loop; return the exit code once everything has stopped."""
+        now = self.ops.monotonic()
+        self.dispatch_signals(now)
+        self.reap(now)
+        self.check_children(now)
+        if self.stopping is None:
+            self.spawn_to_desired(now)
+        self.update_gauges()
+        if self.stopping is not None and not self.children:
+            return int(self.exit_code)
+        return None
+
+    def record_signal(self, signum: int, frame: object = None) -> None:
+        """Signal handler: record the signal and wake the loop; nothing else."""
+        self.pending_signals.append(signum)
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full: the loop is awake anyway
+
+    def dispatch_signals(self, now: float) -> None:
+        """Call handle_<signal> for each recorded signal, in order."""
+        while self.pending_signals:
+            signum = self.pending_signals.pop(0)
+            name = signal.Signals(signum).name[3:].lower()
+            handler: Callable[[float], None] | None = getattr(self, f"handle_{name}", None)
+            if handler is not None:
+                handler(now)
+
+    # Signal handlers (called from the loop, never from signal context) ----------------------
+    def handle_term(self, now: float) -> None:
+        log.info(
+            "SIGTERM: draining consumers (graceful timeout %ss)", self.settings.graceful_timeout_s
+        )
+        self.begin_stop("graceful", now)
+
+    def handle_int(self, now: float) -> None:
+        log.info("SIGINT: draining consumers")
+        self.begin_stop("graceful", now)
+
+    def handle_quit(self, now: float) -> None:
+        log.info("SIGQUIT: stopping fast, releasing every held job")
+        self.begin_stop("fast", now)
+
+    def handle_hup(self, now: float) -> None:
+        """Replace every consumer: successors first, each predecessor stops once it is ready."""
+        if self.stopping is not None:
+            return
+        log.info("SIGHUP: replacing all consumers")
+        for slot in self.slots.values():
+            slot.reset()
+            if slot.pid is not None:
+                self.children[slot.pid].retiring = "reload"
+                metrics.RESTARTS.labels("reload").inc()
+                slot.pid = None
+        self.exporter_slot.reset()
+        for child in self._of_kind(Kind.EXPORTER):
+            self.stop_child(child, "reload", now)
+
+    def handle_ttin(self, now: float) -> None:
+        self.desired += 1
+        log.info("SIGTTIN: %d consumers wanted", self.desired)
+
+    def handle_ttou(self, now: float) -> None:
+        self.desired = max(1, self.desired - 1)
+        log.info("SIGTTOU: %d consumers wanted", self.desired)
+
+    def handle_chld(self, now: float) -> None:
+        """Nothing: every tick reaps, the signal only wakes the loop."""
+
+    # Stopping -------------------------------------------------------------------------------
+    def begin_stop(self, mode: str, now: float) -> None:
+        """Ask every consumer and the exporter to stop (TERM to drain, QUIT to release now)."""
+        if self.stopping == "fast" or self.stopping == mode:
+            return
+        self.stopping = mode
+        for child in list(self.children.values()):
+            if child.kind is not Kind.REAPER:
+                child.signalled = False
+                self.stop_child(child, "shutdown", now, fast=mode == "fast")
+
+    def fail(self, code: ExitCode, message: str, now: float) -> None:
+        """Stop everything because the pool cannot run; exit with `code`."""
+        if self.failure is None:
+            self.failure = message
+            self.exit_code = code
+            log.critical("%s; stopping", message)
+        self.begin_stop("graceful", now)
+
+    def stop_child(self, child: ChildProc, reason: str, now: float, fast: bool = False) -> None:
+        """Send a child its stop signal once and set the deadline after which it is killed."""
+        child.retiring = child.retiring or reason
+        if child.signalled:
+            return
+        child.signalled = True
+        fast = fast or child.kind is Kind.EXPORTER
+        grace = self.settings.kill_grace_s
+        if not fast:
+            grace += self.settings.graceful_timeout_s
+        child.stop_deadline = now + grace
+        self.ops.kill(child.pid, signal.SIGQUIT if fast else signal.SIGTERM)
+
+    # Reaping --------------------------------------------------------------------------------
+    def reap(self, now: float) -> None:
+        """Collect every exited child and decide what its exit means."""
+        while (result := self.ops.reap()) is not None:
+            pid, status = result
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self.ops.mark_dead(pid)
+            note = child.liveness.note() if child.liveness is not None else ""
+            if child.liveness is not None:
+                child.liveness.close()
+            dead = ChildExit(pid, status, "hang" if child.hung else "crash")
+            if child.kind is Kind.CONSUMER:
+                self.on_consumer_exit(child, dead, note, now)
+            elif child.kind is Kind.EXPORTER:
+                self.on_exporter_exit(child, dead, note, now)
+            elif dead.exit_code != 0:
+                log.error(
+                    "reaper for pid %s ended with %s: that child's jobs wait for lease "
+                    "expiry instead",
+                    child.releases_for,
+                    dead.describe(),
+                )
+
+    def on_consumer_exit(self, child: ChildProc, dead: ChildExit, note: str, now: float) -> None:
+        """Account for a consumer's exit: release its jobs if it crashed, plan its respawn."""
+        slot = self.slots.get(child.slot if child.slot is not None else -1)
+        if slot is not None and slot.pid == child.pid:
+            slot.pid = None
+        if dead.exit_code == ExitCode.BOOT_FAILURE:
+            self.fail(
+                ExitCode.BOOT_FAILURE,
+                f"consumer slot {child.slot} failed to boot: {note or 'see its error above'}",
+                now,
+            )
+            return
+        if dead.exit_code in RECYCLE_REASONS:
+            reason = RECYCLE_REASONS[dead.exit_code]
+            log.info("consumer slot %s (pid %d) replaced: %s", child.slot, child.pid, reason)
+            metrics.RESTARTS.labels(reason).inc()
+            return
+        if dead.exit_code == 0 and child.retiring is not None:
+            return  # asked to stop and it did, after releasing its own jobs
+        if child.killed and not child.hung:
+            dead.reason = "shutdown"  # missed its stop deadline: release, but it did not crash
+            self.spawn_reaper(dead, now)
+            return
+        log.warning(
+            "consumer slot %s (pid %d) died: %s (%s)",
+            child.slot,
+            child.pid,
+            dead.describe(),
+            dead.reason,
+        )
+        self.spawn_reaper(dead, now)
+        if child.retiring is None:
+            metrics.RESTARTS.labels(dead.reason).inc()
+        if slot is not None and child.retiring is None and self.stopping is None:
+            self.count_abnormal_exit(slot, now)
+
+    def count_abnormal_exit(self, slot: Slot, now: float) -> None:
+        """Back off the slot's respawn; stop the master if every slot now crash-loops."""
+        s = self.settings
+        slot.record_abnormal_exit(
+            now,
+            window_s=s.crash_loop_window_s,
+            limit=s.crash_loop_exits,
+            base_s=s.backoff_base_s,
+            cap_s=s.backoff_cap_s,
+        )
+        if not slot.crash_looping:
+            return
+        log.error(
+            "consumer slot %d crash-looped (%d abnormal exits within %ss): not respawning "
+            "it until SIGHUP",
+            slot.index,
+            s.crash_loop_exits,
+            s.crash_loop_window_s,
+        )
+        active = [self.slots[i] for i in range(self.desired) if i in self.slots]
+        if len(active) == self.desired and all(x.crash_looping for x in active):
+            self.fail(ExitCode.CRASH_LOOP, "every consumer slot is crash-looping", now)
+
+    def on_exporter_exit(self, child: ChildProc, dead: ChildExit, note: str, now: float) -> None:
+        """Respawn the exporter after a crash (backed off); a boot failure stops the master."""
+        self.exporter_slot.pid = None
+        if dead.exit_code == ExitCode.BOOT_FAILURE:
+            self.fail(
+                ExitCode.BOOT_FAILURE,
+                f"metrics exporter failed to start: {note or 'see its error above'}",
+                now,
+            )
+        elif child.retiring is None and self.stopping is None:
+            log.warning("metrics exporter (pid %d) died: %s", child.pid, dead.describe())
+            s = self.settings
+            self.exporter_slot.record_abnormal_exit(
+                now,
+                window_s=s.crash_loop_window_s,
+                limit=s.crash_loop_exits,
+                base_s=s.backoff_base_s,
+                cap_s=s.backoff_cap_s,
+            )
+
+    # Liveness and deadlines -----------------------------------------------------------------
+    def check_children(self, now: float) -> None:
+        """Kill children past their deadline, abort stale ones, retire reloaded predecessors."""
+        wall = self.ops.time()
+        for child in list(self.children.values()):
+            if child.stop_deadline is not None and now >= child.stop_deadline:
+                if not child.killed:
+                    log.warning(
+                        "%s pid %d missed its deadline: SIGKILL", child.kind.value, child.pid
+                    )
+                    child.killed = True
+                    self.ops.kill(child.pid, signal.SIGKILL)
+                continue
+            if child.liveness is None or child.stop_deadline is not None:
+                continue
+            if not child.ready and child.liveness.is_ready():
+                child.ready = True
+                self.on_ready(child, now)
+            if child.ready:
+                stale = wall - child.liveness.last_report() > self.settings.hang_timeout_s
+            else:
+                stale = now - child.started_at > self.settings.boot_timeout_s
+            if stale:
+                self.abort_hung(child, now)
+
+    def abort_hung(self, child: ChildProc, now: float) -> None:
+        """SIGABRT a child that stopped reporting (faulthandler dumps its stacks); kill later."""
+        log.error(
+            "%s slot %s (pid %d) stopped reporting liveness: SIGABRT",
+            child.kind.value,
+            child.slot,
+            child.pid,
+        )
+        child.hung = True
+        child.stop_deadline = now + self.settings.kill_grace_s
+        self.ops.kill(child.pid, signal.SIGABRT)
+
+    def on_ready(self, child: ChildProc, now: float) -> None:
+        """A reloaded slot's successor is up: now stop its predecessors."""
+        for old in self._of_kind(Kind.CONSUMER):
+            if old.slot == child.slot and old.retiring == "reload" and not old.signalled:
+                self.stop_child(old, "reload", now)
+
+    # Spawning -------------------------------------------------------------------------------
+    def spawn_to_desired(self, now: float) -> None:
+        """Fill empty slots below `desired`, retire slots above it, keep the exporter up."""
+        for index in range(self.desired):
+            slot = self.slots.setdefault(index, Slot(index))
+            if slot.pid is None and not slot.crash_looping and now >= slot.next_spawn_at:
+                self.spawn_consumer(slot, now)
+        for index in [i for i in self.slots if i >= self.desired]:
+            slot = self.slots.pop(index)
+            if slot.pid is not None:
+                metrics.RESTARTS.labels("scale").inc()
+                self.stop_child(self.children[slot.pid], "scale", now)
+            self._retire_reloaded(index, now)
+        exp = self.exporter_slot
+        wanted = self.settings.metrics_port > 0 and not exp.crash_looping
+        if wanted and exp.pid is None and now >= exp.next_spawn_at:
+            exp.pid = self._fork(Kind.EXPORTER, None, now)
+
+    def _retire_reloaded(self, index: int, now: float) -> None:
+        for old in self._of_kind(Kind.CONSUMER):
+            if old.slot == index and not old.signalled:
+                self.stop_child(old, "scale", now)
+
+    def spawn_consumer(self, slot: Slot, now: float) -> None:
+        slot.pid = self._fork(Kind.CONSUMER, slot.index, now)
+        if slot.pid is None:
+            slot.next_spawn_at = now + self.settings.backoff_base_s
+
+    def spawn_reaper(self, dead: ChildExit, now: float) -> None:
+        """Fork a short-lived child that releases `dead`'s jobs from the database."""
+
+        def target() -> int:
+            self._after_fork(None)
+            return self.targets.reaper(dead)
+
+        pid = self._start(target)
+        if pid is not None:
+            self.children[pid] = ChildProc(
+                pid, Kind.REAPER, now, releases_for=dead.pid, stop_deadline=now + REAPER_TIMEOUT_S
+            )
+
+    def _fork(self, kind: Kind, index: int | None, now: float) -> int | None:
+        liveness = self.liveness_factory()
+
+        def target() -> int:
+            self._after_fork(liveness)
+            if kind is Kind.EXPORTER:
+                return self.targets.exporter(liveness)
+            assert index is not None
+            return self.targets.consumer(index, liveness)
+
+        pid = self._start(target)
+        if pid is None:
+            liveness.close()
+            return None
+        self.children[pid] = ChildProc(pid, kind, now, slot=index, liveness=liveness)
+        return pid
+
+    def _start(self, target: Callable[[], int]) -> int | None:
+        try:
+            return self.ops.fork(target)
+        except OSError as exc:
+            log.error("fork failed: %s", exc)
+            return None
+
+    def _after_fork(self, keep: LivenessLink | None) -> None:
+        """In a new child: drop the master's signal handling and other children's files."""
+        for signum in HANDLED_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        for child in self.children.values():
+            if child.liveness is not None and child.liveness is not keep:
+                child.liveness.close()
+
+    def _of_kind(self, kind: Kind) -> list[ChildProc]:
+        return [c for c in self.children.values() if c.kind is kind]
+
+    def update_gauges(self) -> None:
+        """Publish alive/desired/crash-looping counts and refresh the process title."""
+        alive = sum(1 for s in self.slots.values() if s.pid is not None)
+        looping = sum(1 for s in self.slots.values() if s.crash_looping)
+        metrics.CONSUMERS_ALIVE.set(alive)
+        metrics.CONSUMERS_DESIRED.set(self.desired)
+        metrics.CRASH_LOOPING_SLOTS.set(looping)
+        title = f"supervisor: master [{self.desired} workers]"
+        if self.stopping:
+            title += " stopping"
+        if title != self._title:
+            self._title = title
+            self.ops.set_title(title)
+
+    # The loop -------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Install signal handlers and tick until every child has stopped; return the code."""
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous = {s: signal.signal(s, self.record_signal) for s in HANDLED_SIGNALS}
+        try:
+            while (code := self.tick()) is None:
+                ready, _, _ = select.select([self._wake_r], [], [], TICK_INTERVAL_S)
+                if ready:
+                    _drain(self._wake_r)
+            return code
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r, self._wake_w = -1, -1
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
