@@ -30,5 +30,10 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(PY) loadtests/chaos.py $(CHAOS_ARGS)
 
+# Headless Locust run against a locally started stack; thresholds decide the exit code.
+.PHONY: loadtest
+loadtest: $(STAMP)
+	$(PY) loadtests/loadtest.py $(LOADTEST_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,7 @@ from pymongo.errors import PyMongoError
 OUT_DIR = VAR / "chaos"
 DEFAULT_PORT = 27127  # fixed, so the killed server comes back where the consumers look for it
 POLL_S = 0.25
+ENQUEUE_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -134,35 +135,37 @@ def enqueue_jobs(
     uri: str, database: str, config: ChaosConfig, rng: random.Random
 ) -> tuple[list[str], str, dict[str, float]]:
     """Enqueue the recorded sleep jobs with the poison job among them; return their ids."""
-    from queue_worker.store import JobStore, connect
-    from queue_worker.store import database as queue_database
-
     from queue_worker.settings import QueueSettings
+    from queue_worker.store import EnqueueRequest, JobStore, connect
+    from queue_worker.store import database as queue_database
 
     settings = QueueSettings.from_env({"MONGODB_URI": uri, "MONGODB_DATABASE": database})
     client = connect(settings, app_name="chaos-enqueue")
+    # Crashes, not failed attempts, must decide a killed job's fate: attempts stay ample.
+    attempts = config.poison_crashes + 5
+    requests = [
+        EnqueueRequest(
+            "bench.sleep",
+            {"ms": rng.randint(config.min_ms, config.max_ms), "record": True},
+            max_attempts=attempts,
+        )
+        for _ in range(config.jobs)
+    ]
+    requests.insert(
+        config.jobs // 3, EnqueueRequest("bench.crash", {"record": True}, max_attempts=attempts)
+    )
     try:
         store = JobStore(queue_database(client, settings), settings)
         store.ensure_indexes()
-        ids: list[str] = []
-        durations: dict[str, float] = {}
-        poison_id = ""
-        # Crashes, not failed attempts, must decide a killed job's fate: attempts stay ample.
-        attempts = config.poison_crashes + 5
-        for index in range(config.jobs + 1):
-            if index == config.jobs // 3:
-                job = store.enqueue("bench.crash", {"record": True}, max_attempts=attempts)
-                poison_id = job.id
-            else:
-                ms = rng.randint(config.min_ms, config.max_ms)
-                job = store.enqueue(
-                    "bench.sleep", {"ms": ms, "record": True}, max_attempts=attempts
-                )
-                durations[job.id] = ms
-            ids.append(job.id)
-        return ids, poison_id, durations
+        jobs = []
+        for start in range(0, len(requests), ENQUEUE_BATCH):
+            jobs.extend(store.enqueue_many(requests[start : start + ENQUEUE_BATCH]))
     finally:
         client.close()
+    ids = [job.id for job in jobs]
+    poison_id = ids[config.jobs // 3]
+    durations = {job.id: float(job.payload.get("ms", 0)) for job in jobs}
+    return ids, poison_id, durations
 
 
 class ChaosRun:
@@ -199,7 +202,15 @@ class ChaosRun:
                 "QUEUE_POISON_CRASHES": str(self.config.poison_crashes),
             },
         )
-        args = ["--graceful-timeout", str(self.config.graceful_timeout_s)]
+        # Kills every second are the scenario, not a crash loop: keep respawning, quickly.
+        args = [
+            "--graceful-timeout",
+            str(self.config.graceful_timeout_s),
+            "--crash-loop-exits",
+            "1000000",
+            "--backoff-cap",
+            "1",
+        ]
         self.supervisor = start_supervisor(
             env,
             self.log_path,

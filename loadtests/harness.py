@@ -30,7 +30,7 @@ import localdb  # noqa: E402  (scripts/ is put on the path just above)
 PYTHON = sys.executable
 VAR = ROOT / "var"
 # Children of the master that are not consumers: never chosen as a kill target.
-NON_CONSUMER_MARKERS = ("exporter", "metrics")
+NON_CONSUMER_MARKERS = ("exporter", "reaper", "preflight")
 
 
 @dataclass
@@ -204,7 +204,7 @@ def start_supervisor(
 
 
 def consumer_children(master_pid: int) -> list[psutil.Process]:
-    """Return the master's consumer children (the metrics exporter child is left out)."""
+    """Return the master's consumer children (exporter, reaper and preflight children left out)."""
     try:
         children = psutil.Process(master_pid).children(recursive=False)
     except psutil.NoSuchProcess:
