@@ -1,0 +1,181 @@
+"""The deploy files are valid: compose against the compose spec, systemd units, env example."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prom_harness import DEPLOY, ROOT, tool
+
+UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
+SETTINGS_MODULES = [
+    ROOT / "api" / "settings.py",
+    ROOT / "queue_worker" / "settings.py",
+    ROOT / "supervisor" / "settings.py",
+]
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+
+
+def _compose_check(path: Path) -> subprocess.CompletedProcess[str]:
+    # check-jsonschema vendors the compose-spec JSON schema (vendor.compose-spec): offline.
+    return subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    """deploy/docker-compose.yml validates against the bundled compose-spec schema."""
+    result = _compose_check(DEPLOY / "docker-compose.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_schema_check_rejects_an_invalid_file(tmp_path: Path) -> None:
+    """The offline check is real: a misspelled service key fails it."""
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    text = text.replace("    healthcheck:", "    helthcheck:", 1)
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(text)
+    assert _compose_check(broken).returncode != 0
+
+
+def test_compose_mounts_exist_in_the_repository() -> None:
+    """Every bind mount and the build context of the compose file name files that exist."""
+    import yaml
+
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (DEPLOY / source).exists(), f"{name}: {source} missing"
+        build = service.get("build")
+        if build:
+            assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
+
+
+def _systemd_root(tmp_path: Path) -> Path:
+    """Build a root for `systemd-analyze verify --root`: our units, stub binaries, targets."""
+    root = tmp_path / "root"
+    units = root / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    for unit in UNITS:
+        shutil.copy(unit, units)
+    targets = root / "usr" / "lib" / "systemd" / "system"
+    targets.mkdir(parents=True)
+    for target in Path("/lib/systemd/system").glob("*.target"):
+        shutil.copy(target, targets)
+    # verify checks that every Exec*= binary exists and is executable inside the root.
+    for unit in UNITS:
+        for match in re.finditer(r"^Exec\w+=[-@:+!]*(/\S+)", unit.read_text(), re.MULTILINE):
+            binary = root / match.group(1).lstrip("/")
+            binary.parent.mkdir(parents=True, exist_ok=True)
+            binary.write_text("#!/bin/sh\n")
+            binary.chmod(0o755)
+    return root
+
+
+def _verify(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("systemd-analyze"), "verify", f"--root={root}", *(unit.name for unit in UNITS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """Both units verify with no error and no warning (unknown keys are only warnings)."""
+    assert [unit.name for unit in UNITS] == ["jobauth-api.service", "jobauth-supervisor.service"]
+    result = _verify(_systemd_root(tmp_path))
+    assert result.returncode == 0 and result.stderr == "" and result.stdout == "", (
+        result.stdout + result.stderr
+    )
+
+
+def test_systemd_verify_reports_a_misspelled_directive(tmp_path: Path) -> None:
+    """The verify check is real: an unknown key in a unit produces output that fails the test."""
+    root = _systemd_root(tmp_path)
+    unit = root / "etc/systemd/system/jobauth-api.service"
+    unit.write_text(unit.read_text().replace("KillMode=", "KilMode="))
+    assert "Unknown key" in _verify(root).stderr
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda unit: unit.name)
+def test_units_stop_the_master_gracefully_before_killing_everything(unit: Path) -> None:
+    """KillMode=mixed (SIGTERM to the master only) and a stop timeout above the drain time."""
+    text = unit.read_text()
+    assert "\nKillMode=mixed\n" in text
+    stop = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert stop > 30, "TimeoutStopSec must exceed the 30 s graceful timeout"
+    runtime = re.search(r"^RuntimeDirectory=(\S+)$", text, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    assert f"Environment=PROMETHEUS_MULTIPROC_DIR=/run/{runtime}\n" in text
+    assert "EnvironmentFile=/etc/jobauth/jobauth.env\n" in text
+
+
+def _env_example() -> dict[str, str]:
+    env = {}
+    for line in (DEPLOY / "env.example").read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    return env
+
+
+def _documented_names() -> set[str]:
+    names = set()
+    for line in (DEPLOY / "env.example").read_text().splitlines():
+        match = re.match(r"^#?([A-Z][A-Z0-9_]+)=", line)
+        if match:
+            names.add(match.group(1))
+    return names
+
+
+def test_env_example_documents_every_variable_the_code_reads() -> None:
+    """Every MONGODB_/API_/QUEUE_/SMTP_/SUPERVISOR_ variable in the settings modules is listed."""
+    read = set()
+    for module in SETTINGS_MODULES:
+        read |= set(
+            re.findall(r'"((?:MONGODB|API|QUEUE|SMTP|SUPERVISOR)_[A-Z0-9_]+)"', module.read_text())
+        )
+    assert read, "no variables found: did the settings modules move?"
+    missing = read - _documented_names()
+    assert not missing, f"undocumented in deploy/env.example: {sorted(missing)}"
+
+
+def test_env_example_has_a_comment_for_every_variable() -> None:
+    """Each variable line follows a comment (or another variable of the same commented group)."""
+    variable = re.compile(r"^#?[A-Z][A-Z0-9_]+=")
+    lines = (DEPLOY / "env.example").read_text().splitlines()
+    for index, line in enumerate(lines):
+        if variable.match(line):
+            above = index - 1
+            while above >= 0 and variable.match(lines[above]):
+                above -= 1
+            assert above >= 0 and lines[above].startswith("# "), f"no comment above {line!r}"
+
+
+def test_api_refuses_the_example_secrets() -> None:
+    """The placeholder secrets in env.example make the API's settings refuse to load."""
+    from api.settings import ApiConfigError, ApiSettings
+
+    with pytest.raises(ApiConfigError, match="placeholder"):
+        ApiSettings.from_env(_env_example())
+
+
+def test_queue_and_supervisor_accept_the_example_settings() -> None:
+    """The non-secret values in env.example are valid for the queue library and the supervisor."""
+    from queue_worker.settings import QueueSettings
+    from supervisor.settings import load_settings
+
+    queue = QueueSettings.from_env(_env_example())
+    assert queue.mongodb_database == "app"
+    supervisor = load_settings([], _env_example(), cpu_count=2)
+    assert supervisor.metrics_port == 9300
+    assert supervisor.graceful_timeout_s < 60  # below the unit's TimeoutStopSec
