@@ -18,6 +18,7 @@ import setproctitle
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from queue_worker import admin
 from queue_worker.store import JobStore
 from supervisor.bootstrap import open_store, queue_settings
 from supervisor.errors import ExitCode
@@ -29,24 +30,15 @@ log = logging.getLogger("supervisor.exporter")
 LOOP_S = 0.5
 
 
-def read_queue_stats(store: JobStore, now: datetime | None = None) -> QueueStats:
-    """Count jobs per (queue, state) in both collections and find each queue's oldest due job."""
-    now = now or datetime.now(UTC)
-    depth: dict[tuple[str, str], int] = {}
-    group = {"$group": {"_id": {"queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}}
-    for collection in (store.jobs, store.done):
-        for row in collection.aggregate([group], maxTimeMS=5000):
-            key = (str(row["_id"]["queue"]), str(row["_id"]["state"]))
-            depth[key] = depth.get(key, 0) + int(row["n"])
-    oldest: dict[str, float] = {}
-    pipeline: list[dict[str, object]] = [
-        {"$match": {"state": "pending", "run_at": {"$lte": now}}},
-        {"$group": {"_id": "$queue", "oldest": {"$min": "$run_at"}}},
-    ]
-    for row in store.jobs.aggregate(pipeline, maxTimeMS=5000):
-        oldest[str(row["_id"])] = max(0.0, (now - row["oldest"]).total_seconds())
-    for queue, _state in depth:
-        oldest.setdefault(queue, 0.0)
+def read_queue_stats(store: JobStore) -> QueueStats:
+    """Read depth per (queue, state) and the oldest due job's age per queue, now."""
+    raw = admin.stats(store, datetime.now(UTC))
+    depth = {
+        (queue, state): count
+        for queue, states in raw.counts.items()
+        for state, count in states.items()
+    }
+    oldest = {queue: 0.0 for queue in raw.counts} | raw.oldest_due_age_s
     return QueueStats(depth=depth, oldest_due_age_s=oldest)
 
 
