@@ -1,0 +1,138 @@
+"""User accounts in the `users` collection: the only module that reads or writes it.
+
+    {_id: ObjectId, email (normalised, unique), name, age, password_hash, created_at,
+     token_version, revoked_sids, welcome_enqueued}
+
+`token_version` is copied into every access token: logout-all increments it, so every access
+token issued before is refused at once. `revoked_sids` lists the last sessions ended by logout
+or reuse detection, so their access tokens stop too. Both come back in the one read that
+authenticates a request (the profile route needs that read anyway).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ReturnDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from api.errors import Conflict
+
+COLLECTION = "users"
+REVOKED_SIDS_KEPT = 100
+AUTH_FIELDS = {
+    "name": 1,
+    "email": 1,
+    "age": 1,
+    "created_at": 1,
+    "token_version": 1,
+    "revoked_sids": 1,
+}
+
+
+_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+
+
+def normalize_email(raw: str) -> str | None:
+    """Return the trimmed, lower-cased address, or None when it is not a plausible email."""
+    email = raw.strip().lower()
+    return email if len(email) <= 254 and _EMAIL_RE.match(email) else None
+
+
+def parse_user_id(value: str) -> ObjectId | None:
+    """Return the ObjectId for a user id string, or None when it is malformed."""
+    if len(value) != 24:
+        return None
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        return None
+
+
+class UserStore:
+    """Create, find and update user accounts."""
+
+    def __init__(self, db: Database[Any]) -> None:
+        self._users: Collection[Any] = db[COLLECTION]
+        self._indexed = False
+
+    def ensure_indexes(self) -> None:
+        """Create the unique index on the normalised email (one account per address)."""
+        self._users.create_index("email", name="email_unique", unique=True)
+        self._indexed = True
+
+    def create(
+        self, *, name: str, email: str, age: int | None, password_hash: str, now: datetime
+    ) -> ObjectId:
+        """Insert a new account and return its id; raise Conflict if the email is taken."""
+        if not self._indexed:
+            # Uniqueness rests on this index: never insert without it (start may have failed).
+            self.ensure_indexes()
+        doc = {
+            "email": email,
+            "name": name,
+            "age": age,
+            "password_hash": password_hash,
+            "created_at": now,
+            "token_version": 0,
+            "revoked_sids": [],
+            "welcome_enqueued": False,
+        }
+        try:
+            user_id: ObjectId = self._users.insert_one(doc).inserted_id
+        except DuplicateKeyError:
+            # The unique index decides races between concurrent sign-ups with one email.
+            raise Conflict("This email cannot be used.", code="email_unavailable") from None
+        return user_id
+
+    def find_for_login(self, email: str) -> dict[str, Any] | None:
+        """Return the fields a login needs (id, hash, token version, welcome flag)."""
+        doc: dict[str, Any] | None = self._users.find_one(
+            {"email": email},
+            {"password_hash": 1, "token_version": 1, "welcome_enqueued": 1, "name": 1},
+        )
+        return doc
+
+    def find_for_auth(self, user_id: ObjectId) -> dict[str, Any] | None:
+        """Return the profile fields plus what token checks need, in one read."""
+        doc: dict[str, Any] | None = self._users.find_one({"_id": user_id}, AUTH_FIELDS)
+        return doc
+
+    def find_public(self, user_id: ObjectId) -> dict[str, Any] | None:
+        """Return only the public fields of an account (never email, hash or tokens)."""
+        doc: dict[str, Any] | None = self._users.find_one(
+            {"_id": user_id}, {"name": 1, "created_at": 1}
+        )
+        return doc
+
+    def token_version(self, user_id: ObjectId) -> int | None:
+        """Return the account's current token version, or None if it no longer exists."""
+        doc = self._users.find_one({"_id": user_id}, {"token_version": 1})
+        return None if doc is None else int(doc.get("token_version", 0))
+
+    def end_all_tokens(self, user_id: ObjectId) -> int:
+        """Invalidate every access token issued so far; return the new token version."""
+        doc = self._users.find_one_and_update(
+            {"_id": user_id},
+            {"$inc": {"token_version": 1}},
+            projection={"token_version": 1},
+            return_document=ReturnDocument.AFTER,
+        )
+        return 0 if doc is None else int(doc["token_version"])
+
+    def revoke_session_access(self, user_id: ObjectId, sid: str) -> None:
+        """Refuse the access tokens of session `sid` from now on."""
+        self._users.update_one(
+            {"_id": user_id},
+            {"$push": {"revoked_sids": {"$each": [sid], "$slice": -REVOKED_SIDS_KEPT}}},
+        )
+
+    def mark_welcome_enqueued(self, user_id: ObjectId) -> None:
+        """Record that the user.created job is in the queue."""
+        self._users.update_one({"_id": user_id}, {"$set": {"welcome_enqueued": True}})

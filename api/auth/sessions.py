@@ -1,0 +1,149 @@
+"""Sessions as refresh-token families, in the `sessions` collection.
+
+    {_id: sid, user_id, refresh_digest, created_at, last_used_at, idle_expires_at, expires_at,
+     rotations, revoked_at, revoked_reason}
+
+A login starts a family; each refresh rotates it with ONE compare-and-set on the current
+token's SHA-256 digest, so of many concurrent refreshes with one token exactly one wins. A
+refresh token is a signed JWT naming its family, so a valid signature whose digest is not the
+family's current one can only be an already-rotated token: theft is assumed and the whole
+family is revoked. Families end at `expires_at` (absolute) or after `idle_expires_at` passes
+without a refresh; a TTL index removes them afterwards. Raw tokens are never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+COLLECTION = "sessions"
+
+
+class Rotation(str, Enum):
+    ROTATED = "rotated"
+    REUSED = "reused"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+def token_digest(token: str) -> bytes:
+    """Return the SHA-256 digest under which a refresh token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def new_session_id() -> str:
+    """Return a fresh, unguessable session (family) id."""
+    return secrets.token_urlsafe(18)
+
+
+class SessionStore:
+    """Create, rotate and revoke refresh-token families."""
+
+    def __init__(self, db: Database[Any], *, idle_s: int) -> None:
+        self._sessions: Collection[Any] = db[COLLECTION]
+        self._idle = timedelta(seconds=idle_s)
+
+    def ensure_indexes(self) -> None:
+        """Create the user index and the TTL index that drops ended families."""
+        self._sessions.create_index([("user_id", ASCENDING)], name="user_id")
+        self._sessions.create_index("expires_at", name="expires_ttl", expireAfterSeconds=0)
+
+    def start(
+        self, sid: str, user_id: ObjectId, refresh_token: str, *, now: datetime, expires_at: datetime
+    ) -> None:
+        """Record a new family whose current refresh token is `refresh_token`."""
+        self._sessions.insert_one(
+            {
+                "_id": sid,
+                "user_id": user_id,
+                "refresh_digest": token_digest(refresh_token),
+                "created_at": now,
+                "last_used_at": now,
+                "idle_expires_at": min(now + self._idle, expires_at),
+                "expires_at": expires_at,
+                "rotations": 0,
+                "revoked_at": None,
+                "revoked_reason": None,
+            }
+        )
+
+    def rotate(
+        self,
+        sid: str,
+        user_id: ObjectId,
+        presented: str,
+        replacement: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Rotation:
+        """Swap the family's current token `presented` for `replacement` in one atomic write."""
+        digest = token_digest(presented)
+        updated = self._sessions.find_one_and_update(
+            {
+                "_id": sid,
+                "user_id": user_id,
+                "refresh_digest": digest,
+                "revoked_at": None,
+                "expires_at": {"$gt": now},
+                "idle_expires_at": {"$gt": now},
+            },
+            {
+                "$set": {
+                    "refresh_digest": token_digest(replacement),
+                    "last_used_at": now,
+                    "idle_expires_at": min(now + self._idle, expires_at),
+                },
+                "$inc": {"rotations": 1},
+            },
+            projection={"_id": 1},
+        )
+        if updated is not None:
+            return Rotation.ROTATED
+        return self._why_not_rotated(sid, user_id, digest, now)
+
+    def _why_not_rotated(
+        self, sid: str, user_id: ObjectId, digest: bytes, now: datetime
+    ) -> Rotation:
+        family = self._sessions.find_one({"_id": sid, "user_id": user_id})
+        if family is None:
+            return Rotation.UNKNOWN
+        if family["revoked_at"] is not None:
+            return Rotation.REVOKED
+        if family["expires_at"] <= now or family["idle_expires_at"] <= now:
+            return Rotation.EXPIRED
+        if family["refresh_digest"] != digest:
+            # A genuine token of this family that is no longer current: it was replayed.
+            self.revoke(sid, reason="reuse", now=now)
+            return Rotation.REUSED
+        return Rotation.UNKNOWN
+
+    def revoke(self, sid: str, *, reason: str, now: datetime) -> bool:
+        """End one family; return whether it was still active."""
+        result = self._sessions.update_one(
+            {"_id": sid, "revoked_at": None},
+            {"$set": {"revoked_at": now, "revoked_reason": reason}},
+        )
+        return result.modified_count == 1
+
+    def revoke_all(self, user_id: ObjectId, *, reason: str, now: datetime) -> int:
+        """End every active family of a user; return how many were ended."""
+        result = self._sessions.update_many(
+            {"user_id": user_id, "revoked_at": None},
+            {"$set": {"revoked_at": now, "revoked_reason": reason}},
+        )
+        return result.modified_count
+
+    def get(self, sid: str) -> dict[str, Any] | None:
+        """Return a family document (for tests and diagnostics), or None."""
+        doc: dict[str, Any] | None = self._sessions.find_one({"_id": sid})
+        return doc

@@ -1,0 +1,128 @@
+"""JWT issue and verify: HS256 only, the key chosen by `kid`, every registered claim required.
+
+Why HS256 with kid-selected secrets: the API is the only issuer and the only verifier, so a
+shared secret is enough, it is fast on the hot path, and `kid` lets a new key become active
+while tokens signed by the previous one stay valid until they expire (list both in
+API_JWT_KEYS, the new one as API_JWT_ACTIVE_KID).
+
+Verification never fetches anything: headers that point at keys (`jku`, `jwk`, `x5u`, `x5c`)
+are refused outright, the algorithm list is pinned, and an unknown `kid` is a 401.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import jwt
+
+from api.errors import Unauthorized
+
+ALGORITHM = "HS256"
+TokenType = Literal["access", "refresh"]
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "sid"]
+_FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit"})
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The verified claims the API uses: subject (user id), session id, token version."""
+
+    sub: str
+    sid: str
+    jti: str
+    typ: TokenType
+    iat: int
+    exp: int
+    ver: int
+
+
+class TokenCodec:
+    """Issue and verify this API's JWTs with the configured keys."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        active_kid: str,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: int,
+    ) -> None:
+        self._keys = dict(keys)
+        self._active_kid = active_kid
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway_s = leeway_s
+
+    def issue(
+        self, typ: TokenType, *, sub: str, sid: str, ver: int, now: datetime, expires_at: datetime
+    ) -> str:
+        """Return a signed token of type `typ` for user `sub` in session `sid`."""
+        iat = int(now.timestamp())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": sub,
+            "sid": sid,
+            "ver": ver,
+            "typ": typ,
+            "iat": iat,
+            "exp": int(expires_at.timestamp()),
+            # 256 bits: refresh tokens are stored as SHA-256 digests, so they must be unguessable.
+            "jti": secrets.token_urlsafe(32),
+        }
+        key = self._keys[self._active_kid]
+        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": self._active_kid})
+
+    def verify(self, token: str, expected: TokenType, *, now: datetime) -> Claims:
+        """Return the claims of a valid token of type `expected`; raise Unauthorized otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized(code="invalid_token") from None
+        key = self._key_for(header)
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway_s,
+                # Time claims are checked below against the injected clock, not time.time().
+                options={"require": REQUIRED_CLAIMS, "verify_exp": False, "verify_iat": False},
+            )
+        except jwt.PyJWTError:
+            raise Unauthorized(code="invalid_token") from None
+        claims = _claims(payload, expected)
+        now_s = now.timestamp()
+        if claims.iat > now_s + self._leeway_s:
+            raise Unauthorized(code="invalid_token")
+        if claims.exp <= now_s - self._leeway_s:
+            raise Unauthorized("The token has expired.", code="token_expired")
+        return claims
+
+    def _key_for(self, header: Mapping[str, Any]) -> bytes:
+        if header.get("alg") != ALGORITHM or _FORBIDDEN_HEADERS & header.keys():
+            raise Unauthorized(code="invalid_token")
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise Unauthorized(code="invalid_token")
+        return key
+
+
+def _claims(payload: Mapping[str, Any], expected: TokenType) -> Claims:
+    typ, sub, sid, jti = payload["typ"], payload["sub"], payload["sid"], payload["jti"]
+    iat, exp, ver = payload["iat"], payload["exp"], payload.get("ver", 0)
+    if typ != expected:
+        raise Unauthorized(code="wrong_token_type")
+    if not all(isinstance(v, str) and v for v in (sub, sid, jti)):
+        raise Unauthorized(code="invalid_token")
+    if not all(type(v) is int for v in (iat, exp, ver)):
+        raise Unauthorized(code="invalid_token")
+    return Claims(sub=sub, sid=sid, jti=jti, typ=expected, iat=iat, exp=exp, ver=ver)

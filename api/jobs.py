@@ -1,0 +1,133 @@
+"""The /jobs resources: submit an allowlisted task, read your own job.
+
+Only tasks listed in API_SUBMITTABLE_TASKS can be submitted by clients (account events such as
+`user.created` are enqueued by the API itself, never by clients). A job is visible only to the
+user who submitted it; anyone else gets the same 404 as for an unknown id. Idempotency keys are
+scoped to the submitting user, so one user's key can never return another user's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, Protocol
+
+import falcon
+from queue_worker import InvalidJobError, Job
+
+from api.auth.service import Principal
+from api.database import DatabaseGuard
+from api.errors import NotFound, ValidationFailed
+from api.openapi import Operation
+from api.schemas import JobAccepted, JobRequest, JobStatus, decode, send
+
+MAX_PAYLOAD_DEPTH = 32
+
+
+class JobQueue(Protocol):
+    """The part of queue_worker's JobStore the API uses."""
+
+    def enqueue(self, task: str, payload: dict[str, Any] | None = None, **options: Any) -> Job: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+
+class JobsResource:
+    auth_required = True
+    docs = {
+        "post": Operation(
+            "Submit a job (only allowlisted tasks)",
+            "jobs",
+            ok_status=202,
+            request=JobRequest,
+            response=JobAccepted,
+            bearer=True,
+            errors=(400, 401, 413, 415, 422, 503),
+        )
+    }
+
+    def __init__(self, queue: JobQueue, allowed: Collection[str], guard: DatabaseGuard) -> None:
+        self._queue = queue
+        self._allowed = frozenset(allowed)
+        self._guard = guard
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = decode(req.context.body, JobRequest)
+        if body.task not in self._allowed:
+            raise ValidationFailed("This task cannot be submitted.", code="task_not_allowed")
+        check_payload(body.payload)
+        principal: Principal = req.context.principal
+        owner = str(principal.user_id)
+        key = f"{owner}:{body.idempotency_key}" if body.idempotency_key is not None else None
+        try:
+            with self._guard.operation("queue.enqueue"):
+                job = self._queue.enqueue(
+                    body.task,
+                    body.payload,
+                    priority=body.priority,
+                    delay_s=body.delay_s,
+                    idempotency_key=key,
+                    submitted_by=owner,
+                )
+        except InvalidJobError as exc:
+            raise ValidationFailed(str(exc), code="invalid_job") from None
+        send(resp, JobAccepted(job.id, job.state.value), 202)
+
+
+class JobResource:
+    auth_required = True
+    docs = {
+        "get": Operation(
+            "State, attempts, result or last error of one of your jobs",
+            "jobs",
+            response=JobStatus,
+            bearer=True,
+            errors=(401, 404, 503),
+        )
+    }
+
+    def __init__(self, queue: JobQueue, guard: DatabaseGuard) -> None:
+        self._queue = queue
+        self._guard = guard
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        principal: Principal = req.context.principal
+        with self._guard.operation("queue.get"):
+            job = self._queue.get(job_id)
+        if job is None or job.submitted_by != str(principal.user_id):
+            raise NotFound()
+        send(
+            resp,
+            JobStatus(
+                id=job.id,
+                task=job.task,
+                state=job.state.value,
+                attempts=job.attempts,
+                max_attempts=job.max_attempts,
+                result=job.result,
+                last_error=job.last_error,
+                created_at=job.created_at,
+                run_at=job.run_at,
+                started_at=job.started_at,
+                finished_at=job.finished_at,
+            ),
+        )
+
+
+def check_payload(payload: Any, depth: int = 0) -> None:
+    """Raise ValidationFailed unless the payload can be stored as a plain document."""
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise ValidationFailed("The payload is nested too deeply.", code="invalid_payload")
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            # MongoDB reserves '$' prefixes and '.' in field names; NUL cannot be in BSON keys.
+            if key.startswith("$") or "." in key or "\x00" in key:
+                raise ValidationFailed(
+                    "Payload keys must not start with '$' or contain '.'.", code="invalid_payload"
+                )
+            check_payload(value, depth + 1)
+    elif isinstance(payload, list):
+        for item in payload:
+            check_payload(item, depth + 1)
+    elif isinstance(payload, int) and not isinstance(payload, bool):
+        if not -(2**63) <= payload < 2**63:
+            raise ValidationFailed("Payload integers must fit in 64 bits.", code="invalid_payload")

@@ -1,0 +1,92 @@
+"""Every Prometheus metric the API exports, and the /metrics exposition.
+
+Metric objects live on an `ApiMetrics` instance bound to a registry, so each app (and each
+test) gets its own. Under gunicorn, `deploy/gunicorn.conf.py` sets PROMETHEUS_MULTIPROC_DIR
+before any worker starts: values are then written per process to that directory and the
+/metrics endpoint aggregates all workers with a MultiProcessCollector at scrape time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+_LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BCRYPT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+
+
+class ApiMetrics:
+    """The API's metric objects (names fixed by the project's metrics catalogue)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route template, method and status class.",
+            ["route", "method", "status_class"],
+            registry=r,
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from request start to response, by route template and method.",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            "http_requests_in_flight",
+            "Requests being handled right now.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.bcrypt_queue_length = Gauge(
+            "auth_bcrypt_queue_length",
+            "Password hashes waiting for or running in the hashing thread pool.",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.bcrypt_seconds = Histogram(
+            "auth_bcrypt_seconds",
+            "Time one bcrypt hash or check takes in its thread.",
+            buckets=_BCRYPT_BUCKETS_S,
+            registry=r,
+        )
+        self.db_operation_errors = Counter(
+            "db_operation_errors_total",
+            "Database operations that failed or timed out, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.refresh_reuse_detected = Counter(
+            "auth_refresh_reuse_detected_total",
+            "Already-rotated refresh tokens presented (the family is revoked).",
+            registry=r,
+        )
+        self.login_failures = Counter(
+            "auth_login_failures_total",
+            "Failed logins by reason (bad_credentials, rate_limited).",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "auth_rate_limited_total",
+            "Requests refused by a rate limit, by scope (account, ip).",
+            ["scope"],
+            registry=r,
+        )
+
+    def exposition(self, multiproc_dir: str | None) -> tuple[bytes, str]:
+        """Return the text exposition and its content type (all workers when multiprocess)."""
+        if multiproc_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=multiproc_dir)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

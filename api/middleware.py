@@ -1,0 +1,172 @@
+"""Falcon middleware: request ids, metrics, security headers, bounded bodies, authentication.
+
+Order matters and is fixed in `create_app`: the request id exists before anything can fail,
+metrics see every response (errors included), the body is read (and limited) before any
+resource runs, and authentication happens before the responder, never inside it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import falcon
+
+from api.auth.service import AuthService
+from api.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from api.metrics import ApiMetrics
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+_READ_CHUNK = 16 * 1024
+MAX_TOKEN_CHARS = 4096
+
+API_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+# The docs page loads its scripts and styles from this app only (no CDN); Swagger UI sets
+# inline styles and shows data: images.
+DOCS_HEADERS = {
+    **API_HEADERS,
+    "Cache-Control": "public, max-age=3600",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'none'"
+    ),
+}
+
+
+class RequestIdMiddleware:
+    """Give every request an id (a sane incoming X-Request-ID, else a new one) and echo it."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header("X-Request-ID")
+        if incoming and _REQUEST_ID_RE.match(incoming):
+            req.context.request_id = incoming
+        else:
+            req.context.request_id = uuid.uuid4().hex
+        resp.set_header("X-Request-ID", req.context.request_id)
+
+
+class MetricsMiddleware:
+    """Count requests and time them by route template (never by raw path)."""
+
+    def __init__(self, metrics: ApiMetrics) -> None:
+        self._metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+        self._metrics.http_in_flight.inc()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, ok: bool
+    ) -> None:
+        started = getattr(req.context, "started", None)
+        if started is None:
+            return
+        self._metrics.http_in_flight.dec()
+        route = req.uri_template or "unmatched"
+        method = req.method if req.method in falcon.COMBINED_METHODS else "OTHER"
+        status_class = f"{resp.status_code // 100}xx"
+        self._metrics.http_requests.labels(route, method, status_class).inc()
+        self._metrics.http_request_duration.labels(route, method).observe(
+            time.perf_counter() - started
+        )
+
+
+class SecurityHeadersMiddleware:
+    """Set the security headers on every response, errors included."""
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, ok: bool
+    ) -> None:
+        is_docs_asset = req.path.startswith("/docs") and resp.status_code == 200
+        resp.set_headers(DOCS_HEADERS if is_docs_asset else API_HEADERS)
+
+
+class BodyMiddleware:
+    """Read the request body up front, at most `max_bytes` (413), and only as JSON (415).
+
+    A chunked body has no Content-Length, so it is read in pieces and refused as soon as it
+    passes the limit; the rest is never buffered.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.body = b""
+        if req.method in _BODYLESS_METHODS:
+            return
+        length = req.content_length
+        chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+        if length is not None and length > self._max_bytes:
+            raise PayloadTooLarge()
+        if not length and not chunked:
+            return
+        if length:
+            self._require_json(req)
+        body = self._read(req.stream, length)
+        if body:
+            self._require_json(req)
+        req.context.body = body
+
+    def _read(self, stream: Any, length: int | None) -> bytes:
+        remaining = length if length is not None else self._max_bytes + 1
+        parts: list[bytes] = []
+        total = 0
+        while remaining > 0:
+            chunk = stream.read(min(_READ_CHUNK, remaining))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+            remaining -= len(chunk)
+            if total > self._max_bytes:
+                raise PayloadTooLarge()
+        return b"".join(parts)
+
+    @staticmethod
+    def _require_json(req: falcon.Request) -> None:
+        media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+        if media_type != falcon.MEDIA_JSON:
+            raise UnsupportedMediaType()
+
+
+class AuthMiddleware:
+    """Authenticate requests to resources that set `auth_required = True`."""
+
+    def __init__(self, auth: AuthService) -> None:
+        self._auth = auth
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
+        if not getattr(resource, "auth_required", False) or req.method == "OPTIONS":
+            return
+        token = bearer_token(req)
+        if token is None:
+            raise Unauthorized("An access token is required.", code="missing_token")
+        req.context.principal = self._auth.authenticate(token)
+
+
+def bearer_token(req: falcon.Request) -> str | None:
+    """Return the token of an `Authorization: Bearer <token>` header, or None."""
+    header = req.get_header("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    return token

@@ -1,0 +1,133 @@
+"""Request and response bodies as msgspec Structs: strict decoding and the OpenAPI schemas.
+
+The same types decode requests (wrong types, unknown or missing fields → 422, malformed JSON →
+400) and generate /openapi.json, so the documentation cannot drift from the validation.
+Every integer and string is bounded: unbounded values reach BSON as errors, not as 4xx.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import falcon
+import msgspec
+
+from api.errors import BadRequest, ValidationFailed
+
+T = TypeVar("T")
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+NewPassword = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
+AnyPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+Age = Annotated[int, msgspec.Meta(ge=0, le=150)]
+TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Priority = Annotated[int, msgspec.Meta(ge=-1000, le=1000)]
+DelayS = Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)]
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: unknown fields are an error, not silently ignored."""
+
+
+class SignupRequest(Strict):
+    name: Name
+    email: Email
+    password: NewPassword
+    age: Age | None = None
+
+
+class LoginRequest(Strict):
+    email: Email
+    password: AnyPassword
+
+
+class RefreshRequest(Strict):
+    refresh_token: Token
+
+
+class JobRequest(Strict):
+    task: TaskName
+    payload: dict[str, Any] = {}
+    priority: Priority | None = None
+    delay_s: DelayS | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "Bearer"
+
+
+class ProfileResponse(msgspec.Struct):
+    id: str
+    name: str
+    email: str
+    age: int | None
+    created_at: datetime
+
+
+class PublicUserResponse(msgspec.Struct):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class JobAccepted(msgspec.Struct):
+    id: str
+    state: str
+
+
+class JobStatus(msgspec.Struct):
+    id: str
+    task: str
+    state: str
+    attempts: int
+    max_attempts: int
+    result: Any
+    last_error: str | None
+    created_at: datetime
+    run_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    request_id: str
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorDetail
+
+
+class StatusResponse(msgspec.Struct):
+    status: str
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def decode(body: bytes, model: type[T]) -> T:
+    """Decode a JSON body strictly into `model`; raise BadRequest or ValidationFailed."""
+    if not body:
+        raise BadRequest("A JSON body is required.", code="missing_body")
+    try:
+        return msgspec.json.decode(body, type=model)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed(str(exc)) from None
+    except msgspec.DecodeError:
+        raise BadRequest("The body is not valid JSON.", code="malformed_json") from None
+
+
+def send(resp: falcon.Response, body: msgspec.Struct, status: int = 200) -> None:
+    """Write a response Struct as JSON."""
+    resp.status = falcon.code_to_http_status(status)
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = _encoder.encode(body)

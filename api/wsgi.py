@@ -1,0 +1,85 @@
+"""The WSGI entry point (`gunicorn -c deploy/gunicorn.conf.py api.wsgi:app`): the only module
+that reads the environment.
+
+Settings are parsed at import, so a worker with a missing, short or placeholder secret fails to
+boot and gunicorn stops ("Worker failed to boot") instead of serving. The database client and
+the Falcon app are built on the first request, inside the worker process: after gunicorn's fork
+and after gevent's monkey-patching, even with `--preload`. The client's pool is bounded and every
+operation has a deadline (timeoutMS), so a slow database yields fast 503s, not piled-up greenlets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC
+from typing import Any
+
+import falcon
+from pymongo import MongoClient
+from queue_worker import JobStore, QueueSettings
+
+from api.app import create_app, utcnow
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class LazyApp:
+    """A WSGI callable that builds the real app on its first request, once per process."""
+
+    def __init__(self, factory: Callable[[], falcon.App]) -> None:
+        self._factory = factory
+        self._app: falcon.App | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        app = self._app
+        if app is None:
+            with self._lock:
+                if self._app is None:
+                    self._app = self._factory()
+                app = self._app
+        return app(environ, start_response)
+
+
+def build(env: Mapping[str, str]) -> LazyApp:
+    """Validate the configuration now and return the app, whose clients are created lazily."""
+    settings = ApiSettings.from_env(env)
+    queue_settings = QueueSettings.from_env(env)
+
+    def factory() -> falcon.App:
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            queue_settings.mongodb_uri,
+            tz_aware=True,
+            tzinfo=UTC,
+            appname="api",
+            maxPoolSize=settings.db_pool_size,
+            serverSelectionTimeoutMS=settings.db_timeout_ms,
+            connectTimeoutMS=settings.db_timeout_ms,
+            timeoutMS=settings.db_timeout_ms,
+        )
+        db = client[queue_settings.mongodb_database]
+        return create_app(
+            settings, db, JobStore(db, queue_settings), clock=utcnow, metrics=ApiMetrics()
+        )
+
+    return LazyApp(factory)
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        )
+
+
+_configure_logging()
+app = build(os.environ)

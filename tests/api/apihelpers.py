@@ -1,0 +1,57 @@
+"""Helpers shared by the API tests (imported by name: tests/api is on sys.path)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from falcon import testing
+
+PASSWORD = "correct horse battery staple"
+
+
+def b64_secret() -> str:
+    """Return a fresh random secret in the format the API_* secret variables take."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+
+
+def secret_env() -> dict[str, str]:
+    """Return the secret environment variables a real API process needs (test values)."""
+    return {
+        "API_JWT_KEYS": f"k2:{b64_secret()},k1:{b64_secret()}",
+        "API_JWT_ACTIVE_KID": "k2",
+        "API_PASSWORD_PEPPER": b64_secret(),
+        "API_BCRYPT_COST": "4",
+    }
+
+
+class Clock:
+    """A settable clock: tests move time instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def signup(
+    client: testing.TestClient, email: str = "ada@example.com", password: str = PASSWORD
+) -> dict[str, Any]:
+    """Sign up a user and return the token body."""
+    result = client.simulate_post(
+        "/users/signup", json={"name": "Ada", "email": email, "password": password, "age": 36}
+    )
+    assert result.status_code == 201, result.text
+    body: dict[str, Any] = result.json
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Return the Authorization header for a token."""
+    return {"Authorization": f"Bearer {token}"}
