@@ -7,6 +7,7 @@ TaskRegistry, and the errors in errors.py.
 
 from __future__ import annotations
 
+from queue_worker.consumer import EXIT_NEEDS_REPLACEMENT, Consumer, JobContext
 from queue_worker.errors import (
     ConfigError,
     InvalidJobError,
@@ -29,7 +30,9 @@ from queue_worker.tasks import (
 )
 
 __all__ = [
+    "EXIT_NEEDS_REPLACEMENT",
     "ConfigError",
+    "Consumer",
     "CrashInfo",
     "DeadReason",
     "EnqueueRequest",
@@ -37,6 +40,7 @@ __all__ = [
     "InvalidTransitionError",
     "Job",
     "JobNotFoundError",
+    "JobContext",
     "JobState",
     "JobStore",
     "NonRetryableError",
