@@ -16,6 +16,9 @@ SETTINGS_MODULES = [
     ROOT / "api" / "settings.py",
     ROOT / "queue_worker" / "settings.py",
     ROOT / "supervisor" / "settings.py",
+    ROOT / "supervisor" / "__main__.py",
+    ROOT / "api" / "wsgi.py",
+    DEPLOY / "gunicorn.conf.py",
 ]
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
@@ -115,7 +118,7 @@ def test_units_stop_the_master_gracefully_before_killing_everything(unit: Path) 
     stop = int(re.search(r"^TimeoutStopSec=(\d+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert stop > 30, "TimeoutStopSec must exceed the 30 s graceful timeout"
     runtime = re.search(r"^RuntimeDirectory=(\S+)$", text, re.MULTILINE).group(1)  # type: ignore[union-attr]
-    assert f"Environment=PROMETHEUS_MULTIPROC_DIR=/run/{runtime}\n" in text
+    assert re.search(rf"^Environment=PROMETHEUS_MULTIPROC_DIR=/run/{runtime}(/\w+)?$", text, re.M)
     assert "EnvironmentFile=/etc/jobauth/jobauth.env\n" in text
 
 
