@@ -65,6 +65,7 @@ class ChaosConfig:
     stall_timeout_s: float
     port: int
     data_dir: Path
+    out_dir: Path
     supervisor_args: tuple[str, ...]
 
 
@@ -101,7 +102,8 @@ def parse_args(argv: list[str] | None) -> ChaosConfig:
     arg("--graceful-timeout", type=float, default=10.0, help="supervisor --graceful-timeout")
     arg("--stall-timeout", type=float, default=120.0, help="give up after this long w/o progress")
     arg("--port", type=int, default=DEFAULT_PORT, help=f"local database port ({DEFAULT_PORT})")
-    arg("--data-dir", type=Path, default=OUT_DIR / "db", help="local database data directory")
+    arg("--out", type=Path, default=OUT_DIR, help="logs and last.json go here (var/chaos)")
+    arg("--data-dir", type=Path, default=None, help="local database data dir (OUT/db)")
     arg("--supervisor-arg", action="append", default=[], help="extra supervisor option")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.workers < 1 or args.concurrency < 1 or args.kill_interval <= 0:
@@ -126,7 +128,8 @@ def parse_args(argv: list[str] | None) -> ChaosConfig:
         args.graceful_timeout,
         args.stall_timeout,
         args.port,
-        args.data_dir,
+        args.data_dir or args.out / "db",
+        args.out,
         tuple(args.supervisor_arg),
     )
 
@@ -183,7 +186,7 @@ class ChaosRun:
         self.db: Database[dict[str, Any]] = self.client[self.database]
         self.timeline = Timeline(kills=[])
         self.supervisor: ManagedProcess | None = None
-        self.log_path = OUT_DIR / f"{self.database}-supervisor.log"
+        self.log_path = config.out_dir / f"{self.database}-supervisor.log"
         self.started = time.monotonic()
 
     def close(self) -> None:
@@ -312,7 +315,7 @@ class ChaosRun:
 
 def run(config: ChaosConfig) -> tuple[Verdict, dict[str, Any]]:
     """Run the whole scenario and return the verdict with the figures for the JSON line."""
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    config.out_dir.mkdir(parents=True, exist_ok=True)
     chaos = ChaosRun(config)
     try:
         print(f"database {chaos.uri} (seed {config.seed})", flush=True)
@@ -387,6 +390,7 @@ def print_report(verdict: Verdict, figures: dict[str, Any]) -> None:
         ("consumer SIGKILLs", figures["kills"]),
         ("duplicate executions", verdict.duplicates),
         ("  of which after a kill", verdict.duplicates_after_kill),
+        ("  of which after the poison job's crash", verdict.duplicates_after_poison),
         ("jobs with no recorded execution", verdict.unrecorded),
         ("poison job", f"{verdict.poison_state} after {verdict.poison_crashes} crashes"),
         ("rescued jobs", verdict.rescued_jobs),
@@ -412,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     verdict, figures = run(config)
     print_report(verdict, figures)
-    (OUT_DIR / "last.json").write_text(json.dumps(figures, indent=2) + "\n")
+    (config.out_dir / "last.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures), flush=True)
     return 0 if figures["ok"] else 1
 

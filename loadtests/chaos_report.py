@@ -51,6 +51,7 @@ class Verdict:
     states: dict[str, int]
     duplicates: int
     duplicates_after_kill: int
+    duplicates_after_poison: int
     unrecorded: int
     poison_state: str
     poison_crashes: int
@@ -100,7 +101,10 @@ def judge(
             reason = doc.get("dead_reason") if doc else None
             unexpected.append(f"job {job_id} ended {state} ({reason or 'no reason'})")
 
-    duplicates, after_kill = _duplicates(executions, expected_ids, poison_id, kills)
+    poison_pids = {run.pid for run in executions.get(poison_id or "", [])}
+    duplicates, after_kill, after_poison = _duplicates(
+        executions, expected_ids, poison_id, {kill.pid for kill in kills}, poison_pids
+    )
     waits = _rescue_waits(executions, kills, durations_ms, poison_id)
     pickups = [
         (executions[job_id][0].at - by_id[job_id]["run_at"]).total_seconds() * 1000
@@ -116,6 +120,7 @@ def judge(
         states=dict(states),
         duplicates=duplicates,
         duplicates_after_kill=after_kill,
+        duplicates_after_poison=after_poison,
         unrecorded=sum(
             1
             for job_id in expected_ids
@@ -142,18 +147,23 @@ def _duplicates(
     executions: Mapping[str, list[Execution]],
     expected_ids: Sequence[str],
     poison_id: str | None,
-    kills: Sequence[Kill],
-) -> tuple[int, int]:
-    """Count executions beyond one per job, and how many of them follow a kill of the first."""
-    killed_pids = {kill.pid for kill in kills}
-    total = after_kill = 0
+    killed_pids: set[int],
+    poison_pids: set[int],
+) -> tuple[int, int, int]:
+    """Count executions beyond one per job: in all, after a kill, after the poison job's crash.
+
+    An execution is followed by another one because its process died under it: killed by the
+    run, or taken down by the poison job it shared the process with.
+    """
+    total = after_kill = after_poison = 0
     for job_id in expected_ids:
         runs = executions.get(job_id, [])
         if job_id == poison_id or len(runs) < 2:
             continue
         total += len(runs) - 1
         after_kill += sum(1 for run in runs[:-1] if run.pid in killed_pids)
-    return total, after_kill
+        after_poison += sum(1 for run in runs[:-1] if run.pid in poison_pids)
+    return total, after_kill, after_poison
 
 
 def _rescue_waits(

@@ -8,6 +8,7 @@ project's packages, so the scripts can start before the code they drive exists.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -29,7 +30,8 @@ import localdb  # noqa: E402  (scripts/ is put on the path just above)
 
 PYTHON = sys.executable
 VAR = ROOT / "var"
-# Children of the master that are not consumers: never chosen as a kill target.
+# Process titles (setproctitle) tell the master's children apart: only consumers are targets.
+CONSUMER_MARKER = "consumer"
 NON_CONSUMER_MARKERS = ("exporter", "reaper", "preflight")
 
 
@@ -204,7 +206,12 @@ def start_supervisor(
 
 
 def consumer_children(master_pid: int) -> list[psutil.Process]:
-    """Return the master's consumer children (exporter, reaper and preflight children left out)."""
+    """Return the master's consumer children, by their process title.
+
+    Only children titled as consumers count: the exporter and the short-lived reapers (which
+    release a dead consumer's jobs) are not targets, and neither is a child forked so recently
+    that it still carries the master's title.
+    """
     try:
         children = psutil.Process(master_pid).children(recursive=False)
     except psutil.NoSuchProcess:
@@ -213,13 +220,12 @@ def consumer_children(master_pid: int) -> list[psutil.Process]:
     for child in children:
         try:
             title = " ".join(child.cmdline()).lower()
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
         except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
             continue
-        if child.status() == psutil.STATUS_ZOMBIE:
-            continue
-        if any(marker in title for marker in NON_CONSUMER_MARKERS):
-            continue
-        consumers.append(child)
+        if CONSUMER_MARKER in title and not any(m in title for m in NON_CONSUMER_MARKERS):
+            consumers.append(child)
     return consumers
 
 
@@ -247,5 +253,5 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = min(len(ordered), max(1, math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]

@@ -1,0 +1,38 @@
+"""The chaos run, shortened: real supervisor, real SIGKILLs, a real database kill and restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import localdb
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAOS = ROOT / "loadtests" / "chaos.py"
+
+
+def test_chaos_run_loses_nothing_under_kills_db_restart_and_sigterm(tmp_path: Path) -> None:
+    """Under SIGKILLs, a database restart and a SIGTERM, every job ends succeeded, poison dead."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    argv = [
+        sys.executable, str(CHAOS), "--jobs", "200", "--max-ms", "100", "--seed", "7",
+        "--kill-interval", "1", "--workers", "2", "--concurrency", "4",
+        "--port", str(localdb.free_port()), "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["lost"] == 0
+    assert report["completed"] == 200
+    assert report["unexpected"] == [] and report["problems"] == []
+    assert report["poison_state"] == "dead:poison"
+    assert report["kills"] >= 3
+    assert report["term_exit_code"] == 0
+    assert report["running_after_term"] == 0
+    if not os.environ.get("MONGODB_URI"):
+        assert report["db_restarted"] is True
+    # A kill can re-run at most the jobs its consumer held: one per slot.
+    assert report["duplicates_after_kill"] <= report["kills"] * 4
