@@ -9,5 +9,20 @@ from __future__ import annotations
 
 from queue_worker.builtin import users
 from queue_worker.builtin.bench import BENCH_TASKS, register_bench_tasks
+from queue_worker.settings import QueueSettings
+from queue_worker.tasks import TaskRegistry, load_task_modules, registry
 
-__all__ = ["BENCH_TASKS", "register_bench_tasks", "users"]
+
+def load_tasks(settings: QueueSettings, target: TaskRegistry = registry) -> TaskRegistry:
+    """Import the configured task modules, add the bench tasks if enabled; return the registry.
+
+    Every entry point that runs or enqueues jobs calls this once (the CLI, the supervisor's
+    consumer processes), so all of them see the same task names.
+    """
+    load_task_modules(settings.task_modules)
+    if settings.enable_bench_tasks:
+        register_bench_tasks(target)
+    return target
+
+
+__all__ = ["BENCH_TASKS", "load_tasks", "register_bench_tasks", "users"]
