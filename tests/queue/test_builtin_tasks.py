@@ -8,6 +8,7 @@ import email.policy
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,9 +25,12 @@ from pymongo.database import Database
 
 from queue_worker.builtin import register_bench_tasks, users
 from queue_worker.builtin.bench import BENCH_RUNS, BenchFailure
+from queue_worker.consumer import Consumer
 from queue_worker.errors import NonRetryableError
+from queue_worker.job import JobState
 from queue_worker.mail import MailConfig, MailDeliveryError, send_smtp, welcome_message
 from queue_worker.settings import QueueSettings
+from queue_worker.store import JobStore
 from queue_worker.tasks import TaskRegistry, registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,3 +277,26 @@ def test_bench_crash_kills_its_own_process_with_sigkill() -> None:
     )
     assert proc.returncode == -signal.SIGKILL
     assert "cleanup ran" not in proc.stdout
+
+
+def test_a_consumer_runs_the_builtin_tasks_end_to_end(
+    smtp_server: tuple[Mailbox, int], tmp_path: Path, db: Database[Any]
+) -> None:
+    """A real Consumer runs enqueued user.created and user.login jobs: mail sent, audit written."""
+    mailbox, port = smtp_server
+    settings = smtp_settings(port, tmp_path)
+    store = JobStore(db, settings, registry=registry)
+    store.ensure_indexes()
+    welcome = store.enqueue("user.created", {"user_id": "u1", "email": "ada@example.test"})
+    login = store.enqueue("user.login", {"user_id": "u1", "at": "2026-01-01T00:00:00+00:00"})
+    consumer = Consumer(store, registry, settings, owner="test:1", concurrency=2)
+    deadline = time.monotonic() + 30
+    while consumer.jobs_finished < 2:
+        assert time.monotonic() < deadline, "jobs did not finish"
+        consumer.run_once(datetime.now(UTC))
+        time.sleep(0.02)
+    consumer.drain(5)
+    done = {job.id: job for job in (store.get(welcome.id), store.get(login.id)) if job}
+    assert [done[welcome.id].state, done[login.id].state] == [JobState.SUCCEEDED] * 2
+    assert [m["Message-ID"] for m in mailbox.messages] == [f"<{welcome.id}@example.test>"]
+    assert db[users.LOGIN_AUDIT].count_documents({"_id": ObjectId(login.id)}) == 1
