@@ -84,14 +84,20 @@ def start_stack(
     env_extra: Mapping[str, str] | None = None,
     with_supervisor: bool = True,
     port: int | None = None,
+    server_uri: str | None = None,
+    database: str | None = None,
 ) -> Stack:
-    """Start database (unless MONGODB_URI), API and supervisor; wait until the API is ready."""
+    """Start database (unless MONGODB_URI or `server_uri`), API and supervisor; wait for ready."""
     work_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(work_dir)
     try:
-        stack.database = DatabaseServer.open(work_dir / "db")
-        database = f"load_{int(time.time())}"
-        uri = stack.database.uri(database)
+        if server_uri is None:
+            stack.database = DatabaseServer.open(work_dir / "db")
+            server = stack.database
+        else:
+            server = DatabaseServer(base_uri=server_uri)
+        database = database or f"load_{int(time.time())}"
+        uri = server.uri(database)
         extra = {"QUEUE_OUTBOX_DIR": str(work_dir / "outbox"), **api_env(env_extra)}
         env = project_env(uri, database, extra)
         if with_supervisor:
