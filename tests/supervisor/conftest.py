@@ -17,7 +17,7 @@ from queue_worker.store import JobStore
 def store(db: Database[dict[str, object]], mongo_env: dict[str, str]) -> JobStore:
     """A JobStore on this test's database, with the settings the supervisor will use."""
     settings = QueueSettings.from_env({**mongo_env, **FAST_ENV})
-    store = JobStore(db, settings)  # type: ignore[arg-type]
+    store = JobStore(db, settings)
     store.ensure_indexes()
     return store
 

@@ -14,6 +14,9 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from queue_worker.job import JobState
+from queue_worker.store import JobStore
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
@@ -56,7 +59,8 @@ class Supervisor:
         overrides: Mapping[str, str] | None = None,
     ) -> None:
         full_env = {**env, **FAST_ENV, **(overrides or {})}
-        full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
+        extra = full_env.pop("PYTHONPATH_EXTRA", "")
+        full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), str(HERE), extra) if p)
         full_env.setdefault("PROMETHEUS_MULTIPROC_DIR", "")
         full_env.pop("PROMETHEUS_MULTIPROC_DIR")
         self.log_path = log_path
@@ -148,3 +152,9 @@ def scrape(port: int) -> dict[str, float]:
 def pid_of_owner(owner: str | None) -> int | None:
     """Return the pid part of a lease owner 'host:pid'."""
     return int(owner.rsplit(":", 1)[1]) if owner else None
+
+
+def state_of(store: JobStore, job_id: str) -> JobState | None:
+    """Return the job's current state (None if unknown)."""
+    job = store.get(job_id)
+    return job.state if job is not None else None
