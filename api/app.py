@@ -128,6 +128,9 @@ def create_app(
     for path, resource in routes:
         app.add_route(path, resource)
     spec = build_spec(routes, title=API_TITLE, version=API_VERSION)
+    # The allowlist is configuration, not a type: publish it so clients see what they may send.
+    task_schema = spec["components"]["schemas"]["JobRequest"]["properties"]["task"]
+    task_schema["enum"] = sorted(settings.submittable_tasks)
     app.add_route("/openapi.json", OpenApiResource(spec))
     app.add_route("/docs", DocsPageResource())
     app.add_route("/docs/{name}", DocsAssetResource())

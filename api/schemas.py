@@ -18,14 +18,18 @@ from api.errors import BadRequest, ValidationFailed
 T = TypeVar("T")
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254)]
+# Surrounding blanks are allowed (the address is trimmed); inside, no blanks or controls.
+EMAIL_PATTERN = r"^\s*[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\s*$"
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
+LoginEmail = Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
 NewPassword = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 AnyPassword = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 Age = Annotated[int, msgspec.Meta(ge=0, le=150)]
 TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Priority = Annotated[int, msgspec.Meta(ge=-1000, le=1000)]
 DelayS = Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)]
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# The API scopes keys per user ("<user id>:<key>"), and the queue takes 200 characters.
+IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=150)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 
@@ -41,7 +45,7 @@ class SignupRequest(Strict):
 
 
 class LoginRequest(Strict):
-    email: Email
+    email: LoginEmail
     password: AnyPassword
 
 

@@ -11,6 +11,8 @@ from the environment:
     API_GRACEFUL_TIMEOUT_S   30   (on SIGTERM/SIGHUP, time to finish in-flight requests)
     API_KEEPALIVE_S          5
     API_MAX_REQUESTS         0    (recycle a worker after N requests; 0 = never)
+    API_ACCESS_LOG           unset: no access log; "-" for stderr, or a file path
+    API_CONTROL_SOCKET       unset: gunicorn's control socket is disabled
     PROMETHEUS_MULTIPROC_DIR a fresh temporary directory when unset
 
 Prometheus multiprocess mode: the directory is chosen and emptied here, in the master, before
@@ -42,6 +44,10 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 # Keep request heads small: tokens travel in headers, nothing else needs big ones.
 limit_request_line = 4094
 limit_request_field_size = 8190
+# gunicorn 27's control socket defaults to one path per user, which two instances on one host
+# would fight over: off unless a path is given.
+control_socket = _env.get("API_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
 
 
 def _multiproc_dir() -> str:

@@ -1,0 +1,128 @@
+"""Token families through the test client: rotation, reuse detection, logout, lifetimes."""
+
+from __future__ import annotations
+
+from apihelpers import PASSWORD, Clock, bearer, signup
+from falcon import testing
+from pymongo.database import Database
+
+
+def refresh(client: testing.TestClient, token: str) -> testing.Result:
+    return client.simulate_post("/users/refresh", headers=bearer(token))
+
+
+def login(client: testing.TestClient) -> dict:
+    result = client.simulate_post("/users/login", json={"email": "ada@example.com", "password": PASSWORD})
+    assert result.status_code == 200
+    return result.json
+
+
+def profile_status(client: testing.TestClient, access_token: str) -> int:
+    return client.simulate_get("/users/profile", headers=bearer(access_token)).status_code
+
+
+def test_refresh_rotates_and_the_used_token_is_dead(client: testing.TestClient) -> None:
+    """A refresh returns a new pair; presenting the old refresh token again is refused."""
+    first = signup(client)
+    second = refresh(client, first["refresh_token"])
+    assert second.status_code == 200
+    assert second.json["refresh_token"] != first["refresh_token"]
+    assert second.headers["Cache-Control"] == "no-store"
+    assert profile_status(client, second.json["access_token"]) == 200
+    assert refresh(client, first["refresh_token"]).status_code == 401
+
+
+def test_refresh_accepts_the_token_in_the_body(client: testing.TestClient) -> None:
+    """{refresh_token} in a JSON body works like the Authorization header."""
+    first = signup(client)
+    result = client.simulate_post("/users/refresh", json={"refresh_token": first["refresh_token"]})
+    assert result.status_code == 200
+
+
+def test_refresh_tokens_are_stored_only_as_sha256_digests(client: testing.TestClient, db: Database) -> None:
+    """The session document holds a 32-byte digest, never the token itself."""
+    tokens = signup(client)
+    session = db["sessions"].find_one()
+    assert len(session["refresh_digest"]) == 32
+    assert tokens["refresh_token"] not in str(session)
+
+
+def test_reusing_a_rotated_token_revokes_the_whole_family_only(client: testing.TestClient, db: Database) -> None:
+    """Replaying a rotated refresh token is 401 and kills the family's newest tokens too,
+    while the user's other session keeps working."""
+    family = signup(client)
+    other = login(client)
+    newest = refresh(client, family["refresh_token"]).json
+    replay = refresh(client, family["refresh_token"])
+    assert replay.status_code == 401
+    assert replay.json["error"]["code"] == "refresh_token_reused"
+    assert refresh(client, newest["refresh_token"]).status_code == 401
+    assert profile_status(client, newest["access_token"]) == 401
+    assert profile_status(client, other["access_token"]) == 200
+    assert refresh(client, other["refresh_token"]).status_code == 200
+    assert db["sessions"].count_documents({"revoked_reason": "reuse"}) == 1
+
+
+def test_logout_ends_only_that_session(client: testing.TestClient) -> None:
+    """Logout stops the session's refresh and access tokens; another session still works."""
+    mine = signup(client)
+    other = login(client)
+    assert client.simulate_post("/users/logout", headers=bearer(mine["access_token"])).status_code == 204
+    assert refresh(client, mine["refresh_token"]).status_code == 401
+    assert profile_status(client, mine["access_token"]) == 401
+    assert profile_status(client, other["access_token"]) == 200
+
+
+def test_logout_all_ends_every_session_and_earlier_access_tokens(client: testing.TestClient) -> None:
+    """After logout-all, every earlier access and refresh token is refused; a new login works."""
+    first = signup(client)
+    second = login(client)
+    assert client.simulate_post("/users/logout-all", headers=bearer(second["access_token"])).status_code == 204
+    for tokens in (first, second):
+        assert profile_status(client, tokens["access_token"]) == 401
+        assert refresh(client, tokens["refresh_token"]).status_code == 401
+    fresh = login(client)
+    assert profile_status(client, fresh["access_token"]) == 200
+
+
+def test_an_idle_family_expires(client: testing.TestClient, clock: Clock) -> None:
+    """A family not refreshed for the idle timeout (14 days) cannot be refreshed."""
+    tokens = signup(client)
+    clock.advance(14 * 86400 + 1)
+    result = refresh(client, tokens["refresh_token"])
+    assert result.status_code == 401
+    assert result.json["error"]["code"] == "session_ended"
+
+
+def test_a_family_ends_at_its_absolute_lifetime_even_when_used(client: testing.TestClient, clock: Clock) -> None:
+    """Refreshing every 10 days keeps a family alive only until its 30-day lifetime."""
+    token = signup(client)["refresh_token"]
+    for _ in range(2):
+        clock.advance(10 * 86400)
+        result = refresh(client, token)
+        assert result.status_code == 200
+        token = result.json["refresh_token"]
+    clock.advance(10 * 86400 + 31)
+    assert refresh(client, token).status_code == 401
+
+
+def test_an_access_token_is_refused_at_the_refresh_endpoint(client: testing.TestClient) -> None:
+    """The refresh endpoint only takes refresh tokens (typ claim)."""
+    tokens = signup(client)
+    result = refresh(client, tokens["access_token"])
+    assert result.status_code == 401
+    assert result.json["error"]["code"] == "wrong_token_type"
+
+
+def test_access_tokens_expire(client: testing.TestClient, clock: Clock) -> None:
+    """An access token is refused after its 15 minutes (plus leeway)."""
+    tokens = signup(client)
+    clock.advance(900 + 31)
+    assert profile_status(client, tokens["access_token"]) == 401
+
+
+def test_refresh_without_a_token_is_401(client: testing.TestClient) -> None:
+    """No header and no body: 401 JSON."""
+    result = client.simulate_post("/users/refresh")
+    assert result.status_code == 401
+    assert result.json["error"]["code"] == "missing_token"

@@ -1,0 +1,67 @@
+"""The API refuses to start with a missing, short or placeholder secret."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+import sys
+
+import pytest
+from apihelpers import secret_env
+
+from api.settings import ApiConfigError, ApiSettings
+
+
+def env_with(**overrides: str) -> dict[str, str]:
+    env = secret_env()
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v != "<unset>"}
+
+
+def test_valid_secrets_parse_into_keys_by_kid() -> None:
+    """kid:base64 pairs become a key map, with the active kid selected."""
+    settings = ApiSettings.from_env(env_with())
+    assert list(settings.jwt_keys) == ["k2", "k1"]
+    assert settings.jwt_active_kid == "k2"
+    assert all(len(key) == 32 for key in settings.jwt_keys.values())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"API_JWT_KEYS": "<unset>"},
+        {"API_JWT_KEYS": ""},
+        {"API_PASSWORD_PEPPER": "<unset>"},
+        {"API_JWT_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(16)).decode()},
+        {"API_PASSWORD_PEPPER": base64.b64encode(secrets.token_bytes(31)).decode()},
+        {"API_JWT_KEYS": "k1:changeme"},
+        {"API_PASSWORD_PEPPER": "secret"},
+        {"API_JWT_KEYS": "k1:" + base64.b64encode(b"my-super-secret-jwt-signing-key-1234").decode()},
+        {"API_PASSWORD_PEPPER": base64.b64encode(b"\x00" * 48).decode()},
+        {"API_JWT_KEYS": "k1:not base64!!"},
+        {"API_JWT_KEYS": "no-colon"},
+        {"API_JWT_ACTIVE_KID": "missing"},
+        {"API_BCRYPT_COST": "3"},
+        {"API_ACCESS_TTL_S": "abc"},
+    ],
+)
+def test_bad_or_placeholder_configuration_is_refused(overrides: dict[str, str]) -> None:
+    """Missing, short, human-typed or malformed secrets (and bad numbers) raise ApiConfigError."""
+    with pytest.raises(ApiConfigError):
+        ApiSettings.from_env(env_with(**overrides))
+
+
+def test_the_wsgi_module_refuses_to_load_with_a_placeholder_secret() -> None:
+    """Importing api.wsgi (what a gunicorn worker does) fails with a clear message."""
+    env = env_with(API_PASSWORD_PEPPER="changeme")
+    result = subprocess.run(
+        [sys.executable, "-c", "import api.wsgi"],
+        env={**env, "PATH": "/usr/bin:/bin", "PYTHONPATH": "."},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "API_PASSWORD_PEPPER" in result.stderr
+    assert "changeme" not in result.stderr.replace("API_PASSWORD_PEPPER", "")
