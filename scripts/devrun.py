@@ -1,0 +1,127 @@
+"""`make run`: the whole system on one machine, in the foreground, until Ctrl-C.
+
+Starts, in order: the local database (unless MONGODB_URI is set), the API under gunicorn with
+gevent workers, and the supervisor with its consumers. Ctrl-C (or SIGTERM) stops them in reverse
+order — the supervisor drains its consumers first — and leaves no process behind. If any of them
+exits on its own, the rest are stopped too and the exit code is non-zero.
+
+Secrets: the API refuses placeholder secrets, so on first run this script generates per-machine
+development secrets into `var/dev.env` (ignored by git) and reuses them afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import localdb
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+DEV_ENV = VAR / "dev.env"
+BIN = Path(sys.executable).parent
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    VAR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    for key, value in load_dev_env().items():
+        env.setdefault(key, value)
+    env.setdefault("PYTHONPATH", str(ROOT))
+    env.setdefault("API_BIND", "127.0.0.1:8000")
+    env.setdefault("SUPERVISOR_METRICS_PORT", "9100")
+
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    database: localdb.LocalDB | None = None
+    started: list[tuple[str, subprocess.Popen[bytes]]] = []
+    code = 0
+    try:
+        if not env.get("MONGODB_URI"):
+            port = int(env.get("LOCAL_DB_PORT", "27017"))
+            database = localdb.start(port=port, data_dir=VAR / "db", log_path=VAR / "db.log")
+            env["MONGODB_URI"] = database.uri()
+            print(f"database   {env['MONGODB_URI']} (local SecantusDB, data in var/db)", flush=True)
+        started.append(("api", spawn(api_command(), env, "API_METRICS_DIR", "api")))
+        started.append(("supervisor", spawn(supervisor_command(), env, "SUPERVISOR_METRICS_DIR", "supervisor")))
+        base = f"http://{env['API_BIND']}"
+        print(f"api        {base}   docs: {base}/docs   metrics: {base}/metrics", flush=True)
+        print(f"supervisor metrics: http://127.0.0.1:{env['SUPERVISOR_METRICS_PORT']}/metrics", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            for name, process in started:
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}; stopping", flush=True)
+                    code = 1
+                    stopping = True
+            time.sleep(0.2)
+    finally:
+        for _name, process in reversed(started):
+            localdb.stop_process(process, timeout_s=60)
+        if database is not None:
+            database.stop()
+        print("stopped.", flush=True)
+    return code
+
+
+def api_command() -> list[str]:
+    return [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"]
+
+
+def supervisor_command() -> list[str]:
+    return [str(BIN / "python"), "-m", "supervisor"]
+
+
+def spawn(command: list[str], env: dict[str, str], dir_var: str, role: str) -> subprocess.Popen[bytes]:
+    """Start one role in its own session with a clean multiprocess-metrics directory."""
+    metrics_dir = VAR / "run" / f"{role}-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    role_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    role_env.pop(dir_var, None)
+    # Own session: Ctrl-C reaches only this script, which then stops the roles in order.
+    return subprocess.Popen(command, env=role_env, start_new_session=True)
+
+
+def load_dev_env() -> dict[str, str]:
+    """Read var/dev.env, creating it with fresh random development secrets on first use."""
+    if not DEV_ENV.exists():
+        DEV_ENV.write_text(generate_dev_env())
+        DEV_ENV.chmod(0o600)
+    values: dict[str, str] = {}
+    for line in DEV_ENV.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def generate_dev_env() -> str:
+    def secret() -> str:
+        return base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
+
+    return (
+        "# Development secrets for `make run`, generated on this machine. Never commit.\n"
+        f"API_JWT_KEYS=dev1:{secret()}\n"
+        "API_JWT_ACTIVE_KID=dev1\n"
+        f"API_PASSWORD_PEPPER={secret()}\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
