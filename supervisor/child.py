@@ -103,9 +103,13 @@ class ConsumerLoop:
         if self.consumer.needs_replacement:
             return ExitCode.JOB_TIMEOUT
         limit = self.settings.max_jobs_per_child
-        if limit and self.consumer.jobs_finished >= limit:
+        # Started jobs, not finished ones: a pass may claim right after reaping the last one.
+        started = self.consumer.jobs_finished + len(self.consumer.running_tasks())
+        if limit and started >= limit:
             return ExitCode.RECYCLE_JOBS
-        if self.settings.max_memory_mb and now.timestamp() >= self._next_memory_check:
+        # Only after a job: a child over the limit at boot would otherwise be replaced forever.
+        checking = self.settings.max_memory_mb and self.consumer.jobs_finished
+        if checking and now.timestamp() >= self._next_memory_check:
             self._next_memory_check = now.timestamp() + MEMORY_CHECK_EVERY_S
             rss_mb = self.process.memory_info().rss / 2**20
             if rss_mb > self.settings.max_memory_mb:

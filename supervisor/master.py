@@ -398,6 +398,9 @@ class Master:
             liveness.close()
             return None
         self.children[pid] = ChildProc(pid, kind, now, slot=index, liveness=liveness)
+        log.info(
+            "%s%s started (pid %d)", kind.value, "" if index is None else f" slot {index}", pid
+        )
         return pid
 
     def _start(self, target: Callable[[], int]) -> int | None:

@@ -92,3 +92,36 @@ def test_sigint_drains_like_sigterm(
     sup.signal(signal.SIGINT)
     assert sup.wait(15) == 0, sup.output()
     assert running(store) == 0
+
+
+def test_consumer_is_recycled_after_max_jobs_per_child(
+    start_supervisor: Callable[..., Supervisor], store: JobStore
+) -> None:
+    """--max-jobs-per-child 2: the consumer is replaced gracefully after 2 jobs; all succeed."""
+    sup = start_supervisor("--workers", "1", "--concurrency", "1", "--max-jobs-per-child", "2")
+    sup.wait_children(1)
+    jobs = [store.enqueue("bench.noop", {"record": True}) for _ in range(6)]
+    wait_until(
+        lambda: all(state_of(store, j.id) is JobState.SUCCEEDED for j in jobs),
+        30,
+        "jobs to succeed",
+    )
+    pids = store.db["bench_runs"].distinct("pid")
+    assert len(pids) >= 3, pids
+    assert "replaced: recycle_jobs" in sup.output()
+
+
+def test_consumer_is_recycled_when_its_memory_exceeds_the_limit(
+    start_supervisor: Callable[..., Supervisor], store: JobStore
+) -> None:
+    """--max-memory-mb below the process size: replaced after its job, never in a loop."""
+    sup = start_supervisor("--workers", "1", "--concurrency", "1", "--max-memory-mb", "1")
+    sup.wait_children(1)
+    jobs = [store.enqueue("bench.noop", {"record": True}) for _ in range(3)]
+    wait_until(
+        lambda: all(state_of(store, j.id) is JobState.SUCCEEDED for j in jobs),
+        30,
+        "jobs to succeed",
+    )
+    wait_until(lambda: "replaced: recycle_memory" in sup.output(), 10, "a memory recycle")
+    assert sup.output().count("replaced: recycle_memory") <= len(jobs)
