@@ -35,6 +35,11 @@ CONSUMER_MARKER = "consumer"
 NON_CONSUMER_MARKERS = ("exporter", "reaper", "preflight")
 
 
+def free_port() -> int:
+    """Return a loopback TCP port nothing listens on right now."""
+    return localdb.free_port()
+
+
 @dataclass
 class DatabaseServer:
     """The server a run uses; `restart()` is only possible when the run started it itself."""

@@ -17,12 +17,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import localdb
 import psutil
 from harness import (
     PYTHON,
     DatabaseServer,
     ManagedProcess,
+    free_port,
     project_env,
     spawn,
     start_supervisor,
@@ -57,6 +57,8 @@ class Stack:
     api: ManagedProcess | None = None
     supervisor: ManagedProcess | None = None
     url: str = ""
+    uri: str = ""
+    database_name: str = ""
     processes: list[ManagedProcess] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -98,6 +100,7 @@ def start_stack(
             server = DatabaseServer(base_uri=server_uri)
         database = database or f"load_{int(time.time())}"
         uri = server.uri(database)
+        stack.uri, stack.database_name = uri, database
         extra = {"QUEUE_OUTBOX_DIR": str(work_dir / "outbox"), **api_env(env_extra)}
         env = project_env(uri, database, extra)
         if with_supervisor:
@@ -105,7 +108,7 @@ def start_stack(
                 env, work_dir / "supervisor.log", workers=consumers, concurrency=concurrency
             )
             stack.processes.append(stack.supervisor)
-        port = port or localdb.free_port()
+        port = port or free_port()
         stack.api = start_api(env, work_dir, port, api_workers)
         stack.processes.append(stack.api)
         stack.url = f"http://127.0.0.1:{port}"
