@@ -60,13 +60,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Return True if nothing listens on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
 def start(
     port: int | None = None,
     data_dir: Path | None = None,
     log_path: Path | None = None,
 ) -> LocalDB:
     """Start a server on `port` (free if None) with its own data directory; wait for `ping`."""
-    port = port or free_port()
+    if port is None:
+        port = free_port()
+    elif not port_is_free(port):
+        raise RuntimeError(f"port {port} is already in use: stop what listens there or pick another")
     data_dir = data_dir or ROOT / "var" / f"db-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_path or data_dir.parent / f"{data_dir.name}.log"
@@ -87,6 +96,8 @@ def start(
     db = LocalDB(process=process, port=port, data_dir=data_dir)
     try:
         wait_for_ping(db.uri(), process, START_TIMEOUT_S)
+        if process.poll() is not None:  # something else answered on our port
+            raise RuntimeError(f"local database exited with code {process.returncode}")
     except BaseException:
         db.kill()
         raise
