@@ -16,8 +16,6 @@ import os
 import select
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 
 from supervisor import metrics
 from supervisor.errors import RECYCLE_REASONS, ChildExit, ExitCode
@@ -25,44 +23,12 @@ from supervisor.liveness import LivenessLink
 from supervisor.process_ops import ChildTargets, ProcessOps
 from supervisor.settings import SupervisorSettings
 from supervisor.slot import Slot
+from supervisor.spawner import HANDLED_SIGNALS, ChildProc, Kind, Spawner
 
 log = logging.getLogger("supervisor.master")
 
-HANDLED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGCHLD,
-)
 TICK_INTERVAL_S = 0.2
 REAPER_TIMEOUT_S = 60.0
-
-
-class Kind(StrEnum):
-    CONSUMER = "consumer"
-    EXPORTER = "exporter"
-    REAPER = "reaper"
-
-
-@dataclass
-class ChildProc:
-    """The master's record of one live child."""
-
-    pid: int
-    kind: Kind
-    started_at: float
-    slot: int | None = None
-    liveness: LivenessLink | None = None
-    ready: bool = False
-    retiring: str | None = None  # why it was asked to stop: reload | scale | shutdown
-    signalled: bool = False  # the stop signal was sent (reload waits for the successor)
-    stop_deadline: float | None = None  # SIGKILL when passed
-    hung: bool = False
-    killed: bool = False
-    releases_for: int | None = None  # a reaper: the dead consumer's pid
 
 
 class Master:
@@ -77,12 +43,11 @@ class Master:
     ) -> None:
         self.settings = settings
         self.ops = ops
-        self.targets = targets
-        self.liveness_factory = liveness_factory
+        self.spawner = Spawner(ops, targets, liveness_factory)
+        self.children = self.spawner.children
         self.desired = settings.workers
         self.slots: dict[int, Slot] = {}
         self.exporter_slot = Slot(-1)
-        self.children: dict[int, ChildProc] = {}
         self.pending_signals: list[int] = []
         self.stopping: str | None = None  # None | graceful | fast
         self.exit_code: int = ExitCode.OK
@@ -358,7 +323,7 @@ class Master:
         exp = self.exporter_slot
         wanted = self.settings.metrics_port > 0 and not exp.crash_looping
         if wanted and exp.pid is None and now >= exp.next_spawn_at:
-            exp.pid = self._fork(Kind.EXPORTER, None, now)
+            exp.pid = self.spawner.exporter(now)
 
     def _retire_reloaded(self, index: int, now: float) -> None:
         for old in self._of_kind(Kind.CONSUMER):
@@ -366,61 +331,13 @@ class Master:
                 self.stop_child(old, "scale", now)
 
     def spawn_consumer(self, slot: Slot, now: float) -> None:
-        slot.pid = self._fork(Kind.CONSUMER, slot.index, now)
+        slot.pid = self.spawner.consumer(slot.index, now)
         if slot.pid is None:
             slot.next_spawn_at = now + self.settings.backoff_base_s
 
     def spawn_reaper(self, dead: ChildExit, now: float) -> None:
         """Fork a short-lived child that releases `dead`'s jobs from the database."""
-
-        def target() -> int:
-            self._after_fork(None)
-            return self.targets.reaper(dead)
-
-        pid = self._start(target)
-        if pid is not None:
-            self.children[pid] = ChildProc(
-                pid, Kind.REAPER, now, releases_for=dead.pid, stop_deadline=now + REAPER_TIMEOUT_S
-            )
-
-    def _fork(self, kind: Kind, index: int | None, now: float) -> int | None:
-        liveness = self.liveness_factory()
-
-        def target() -> int:
-            self._after_fork(liveness)
-            if kind is Kind.EXPORTER:
-                return self.targets.exporter(liveness)
-            assert index is not None
-            return self.targets.consumer(index, liveness)
-
-        pid = self._start(target)
-        if pid is None:
-            liveness.close()
-            return None
-        self.children[pid] = ChildProc(pid, kind, now, slot=index, liveness=liveness)
-        log.info(
-            "%s%s started (pid %d)", kind.value, "" if index is None else f" slot {index}", pid
-        )
-        return pid
-
-    def _start(self, target: Callable[[], int]) -> int | None:
-        try:
-            return self.ops.fork(target)
-        except OSError as exc:
-            log.error("fork failed: %s", exc)
-            return None
-
-    def _after_fork(self, keep: LivenessLink | None) -> None:
-        """In a new child: drop the master's signal handling and other children's files."""
-        for signum in HANDLED_SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-        signal.set_wakeup_fd(-1)
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        for child in self.children.values():
-            if child.liveness is not None and child.liveness is not keep:
-                child.liveness.close()
+        self.spawner.reaper(dead, now, REAPER_TIMEOUT_S)
 
     def _of_kind(self, kind: Kind) -> list[ChildProc]:
         return [c for c in self.children.values() if c.kind is kind]
@@ -443,6 +360,7 @@ class Master:
     def run(self) -> int:
         """Install signal handlers and tick until every child has stopped; return the code."""
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.spawner.close_in_child = [self._wake_r, self._wake_w]
         previous = {s: signal.signal(s, self.record_signal) for s in HANDLED_SIGNALS}
         try:
             while (code := self.tick()) is None:
@@ -456,6 +374,7 @@ class Master:
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r, self._wake_w = -1, -1
+            self.spawner.close_in_child = []
 
 
 def _drain(fd: int) -> None:

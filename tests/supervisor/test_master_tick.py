@@ -11,8 +11,9 @@ from prometheus_client import REGISTRY
 
 from supervisor.errors import ChildExit, ExitCode
 from supervisor.liveness import LivenessLink
-from supervisor.master import Kind, Master
+from supervisor.master import Master
 from supervisor.settings import SupervisorSettings
+from supervisor.spawner import Kind
 
 
 @dataclass
@@ -185,7 +186,7 @@ def test_reaper_receives_the_dead_childs_pid_signal_and_reason() -> None:
             return 0
 
     targets: list[Callable[[], int]] = []
-    h.master.targets = Targets()
+    h.master.spawner.targets = Targets()
     real_fork = h.ops.fork
 
     def fork(target: Callable[[], int]) -> int:
@@ -197,7 +198,7 @@ def test_reaper_receives_the_dead_childs_pid_signal_and_reason() -> None:
     victim = h.consumers()[0]
     h.ops.exits.append((victim, killed_by(signal.SIGSEGV)))
     h.master.tick()
-    h.master._after_fork = lambda keep: None  # type: ignore[method-assign]
+    h.master.spawner._after_fork = lambda keep: None  # type: ignore[method-assign]
     assert targets[-1]() == 0
     assert (seen[0].pid, seen[0].signal, seen[0].exit_code, seen[0].reason) == (
         victim,

@@ -37,7 +37,9 @@ def test_kill9_mid_job_replaces_child_within_a_second_and_the_job_reruns(
     assert time.monotonic() - killed_at < 2.0  # backoff 0.05-0.1 s + boot
     done = wait_until(lambda: job_in(store, job.id, JobState.SUCCEEDED), 20, "job to succeed")
     assert done.crashes == 1
-    raw = store.done.find_one({"_id": ObjectId(done.id)})
+    # Succeeded jobs move to jobs_done in batches: look in both collections.
+    by_id = {"_id": ObjectId(done.id)}
+    raw = store.jobs.find_one(by_id) or store.done.find_one(by_id)
     assert raw is not None and raw["last_crash"]["signal"] == signal.SIGKILL
     assert store.db["bench_runs"].count_documents({"job_id": job.id}) == 2
 
