@@ -113,10 +113,13 @@ def run_wrk(
     duration_s: int,
     headers: Sequence[str] = (),
     script: Path | None = None,
+    save_as: Path | None = None,
 ) -> dict[str, float]:
-    """Run wrk once and return its parsed figures."""
+    """Run wrk once and return its parsed figures (raw output kept in `save_as`)."""
     argv = wrk_command(url, connections, duration_s, headers, script)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60)
+    if save_as is not None:
+        save_as.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr}")
     return parse_wrk(done.stdout)
@@ -152,18 +155,24 @@ def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) 
     url = stack.url
     email, password, token = new_account(url)
     auth = [f"Authorization: Bearer {token}"]
-    profile = run_wrk(f"{url}/users/profile", 50, duration_s, auth)
+    profile = run_wrk(
+        f"{url}/users/profile", 50, duration_s, auth, save_as=out_dir / "wrk-profile.txt"
+    )
     script = login_script(out_dir, email, password)
-    login = run_wrk(f"{url}/users/login", 8, duration_s, script=script)
+    login = run_wrk(
+        f"{url}/users/login", 8, duration_s, script=script, save_as=out_dir / "wrk-login.txt"
+    )
     hash_s = bcrypt_hash_s(bcrypt_cost)
     limit = cpu_count() / hash_s
     # Both at once: logins saturate the hash pool while profile requests keep coming.
     storm: dict[str, dict[str, float]] = {}
     threads = [
         threading.Thread(target=lambda: storm.__setitem__("login", run_wrk(
-            f"{url}/users/login", 16, duration_s, script=script))),
+            f"{url}/users/login", 16, duration_s, script=script,
+            save_as=out_dir / "wrk-storm-login.txt"))),
         threading.Thread(target=lambda: storm.__setitem__("profile", run_wrk(
-            f"{url}/users/profile", 10, duration_s, auth))),
+            f"{url}/users/profile", 10, duration_s, auth,
+            save_as=out_dir / "wrk-storm-profile.txt"))),
     ]  # fmt: skip
     for thread in threads:
         thread.start()

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=1000, help="no-op jobs (default 1000)")
+    parser.add_argument("--jobs", type=int, default=800, help="no-op jobs (default 800)")
     parser.add_argument("--processes", type=int, default=1, help="consumer processes (default 1)")
     parser.add_argument("--concurrency", type=int, default=4, help="slots each (default 4)")
     parser.add_argument("--drainer", choices=sorted(DRAINERS), default="cli")
