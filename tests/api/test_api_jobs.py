@@ -1,0 +1,98 @@
+"""Job submission and reads through the API, and account events when the queue is down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apihelpers import PASSWORD, bearer, signup
+from falcon import testing
+from pymongo import MongoClient
+from pymongo.database import Database
+from queue_worker import JobStore, QueueSettings
+
+from api.app import create_app
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+
+
+def submit(client: testing.TestClient, token: str, **body: Any) -> testing.Result:
+    return client.simulate_post("/jobs", json={"task": "bench.noop", "payload": {}, **body}, headers=bearer(token))
+
+
+def test_an_allowlisted_task_is_accepted_with_202(client: testing.TestClient, db: Database) -> None:
+    """POST /jobs answers 202 {id, state} and stores the job with its submitter."""
+    token = signup(client)["access_token"]
+    result = submit(client, token, payload={"ms": 5}, priority=3, delay_s=1.5)
+    assert result.status_code == 202
+    assert set(result.json) == {"id", "state"}
+    assert result.json["state"] == "pending"
+    stored = db["jobs"].find_one({"task": "bench.noop"})
+    assert stored["priority"] == 3
+    assert stored["submitted_by"] == str(db["users"].find_one()["_id"])
+
+
+def test_tasks_off_the_allowlist_are_refused(client: testing.TestClient, db: Database) -> None:
+    """Clients cannot submit internal tasks such as user.created (422), nor any unknown task."""
+    token = signup(client)["access_token"]
+    for task in ["user.created", "bench.crash", "nope"]:
+        result = submit(client, token, task=task)
+        assert result.status_code == 422
+        assert result.json["error"]["code"] == "task_not_allowed"
+    assert db["jobs"].count_documents({"submitted_by": {"$exists": True}}) == 0
+
+
+def test_payloads_that_cannot_be_stored_are_422(client: testing.TestClient) -> None:
+    """Operator keys, dotted keys and integers beyond 64 bits are refused, not a 500."""
+    token = signup(client)["access_token"]
+    for payload in [{"$where": 1}, {"a.b": 1}, {"n": 2**70}, {"deep": [[[[{"$x": 1}]]]]}]:
+        assert submit(client, token, payload=payload).status_code == 422
+
+
+def test_only_the_owner_can_read_a_job(client: testing.TestClient) -> None:
+    """The owner sees state, attempts and timestamps; another user gets 404 like an unknown id."""
+    owner = signup(client)["access_token"]
+    other = signup(client, email="eve@example.com")["access_token"]
+    job_id = submit(client, owner).json["id"]
+    mine = client.simulate_get(f"/jobs/{job_id}", headers=bearer(owner))
+    assert mine.status_code == 200
+    assert mine.json["id"] == job_id and mine.json["state"] == "pending" and mine.json["attempts"] == 0
+    assert {"result", "last_error", "created_at", "run_at", "started_at", "finished_at"} <= set(mine.json)
+    assert client.simulate_get(f"/jobs/{job_id}", headers=bearer(other)).status_code == 404
+    assert client.simulate_get("/jobs/not-an-id", headers=bearer(owner)).status_code == 404
+    assert client.simulate_get("/jobs/6b059b67580172644f5dbbfa", headers=bearer(owner)).status_code == 404
+
+
+def test_idempotency_keys_are_scoped_to_the_user(client: testing.TestClient) -> None:
+    """One user's key returns that user's job; the same key from another user is a new job."""
+    alice = signup(client)["access_token"]
+    eve = signup(client, email="eve@example.com")["access_token"]
+    first = submit(client, alice, idempotency_key="k1").json["id"]
+    assert submit(client, alice, idempotency_key="k1").json["id"] == first
+    assert submit(client, eve, idempotency_key="k1").json["id"] != first
+
+
+def test_jobs_require_an_access_token(client: testing.TestClient) -> None:
+    """Without a token, POST /jobs and GET /jobs/{id} are 401."""
+    assert client.simulate_post("/jobs", json={"task": "bench.noop"}).status_code == 401
+    assert client.simulate_get("/jobs/6b059b67580172644f5dbbfa").status_code == 401
+
+
+def test_signup_survives_a_failed_enqueue_and_login_enqueues_the_welcome_later(
+    settings: ApiSettings, db: Database, job_store: JobStore
+) -> None:
+    """With the queue unreachable, sign-up still creates the account (201); the next login
+    enqueues user.created, exactly once."""
+    dead: MongoClient[dict[str, Any]] = MongoClient(
+        "mongodb://127.0.0.1:1/?directConnection=true", serverSelectionTimeoutMS=100, timeoutMS=200
+    )
+    broken_queue = JobStore(dead["app"], QueueSettings.from_env({}))
+    down = testing.TestClient(create_app(settings, db, broken_queue, metrics=ApiMetrics()))
+    signup(down)
+    assert db["users"].find_one()["welcome_enqueued"] is False
+    up = testing.TestClient(create_app(settings, db, job_store, metrics=ApiMetrics()))
+    for _ in range(2):
+        result = up.simulate_post("/users/login", json={"email": "ada@example.com", "password": PASSWORD})
+        assert result.status_code == 200
+    assert db["jobs"].count_documents({"task": "user.created"}) == 1
+    assert db["users"].find_one()["welcome_enqueued"] is True
+    dead.close()
