@@ -84,7 +84,7 @@ def parse_wrk(output: str) -> dict[str, float]:
     figures: dict[str, float] = {}
     if match := re.search(r"Requests/sec:\s+([\d.]+)", output):
         figures["req_per_s"] = float(match.group(1))
-    for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.MULTILINE):
+    for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)\s*$", output, re.MULTILINE):
         figures[f"p{pct}_ms"] = round(to_ms(value), 2)
     if match := re.search(r"(\d+) requests in", output):
         figures["requests"] = int(match.group(1))
