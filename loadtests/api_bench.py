@@ -245,7 +245,8 @@ def wait_for_welcome_jobs(stack: Stack, count: int, timeout_s: float) -> datetim
             docs = [*db.jobs.find(wanted, {"finished_at": 1}),
                     *db.jobs_done.find(wanted, {"finished_at": 1})]  # fmt: skip
             if len(docs) >= count:
-                return max(doc["finished_at"] for doc in docs)
+                latest: datetime = max(doc["finished_at"] for doc in docs)
+                return latest
             time.sleep(0.05)
         return None
     finally:

@@ -88,6 +88,7 @@ def run_queue_sections(uri: str, args: argparse.Namespace) -> dict[str, Any]:
             peer = queue_side.peer_drain(system, uri, args.jobs, args.peer_processes)
             figures[f"{system}_jobs_per_s"] = peer["jobs_per_s"]
             figures[f"{system}_wall_s"] = peer["wall_s"]
+        figures["peer_versions"] = queue_side.peer_versions()
         best_peer = max(figures["dramatiq_jobs_per_s"], figures["huey_jobs_per_s"])
         figures["ratio_vs_best_peer"] = round(figures["jobs_per_s"] / best_peer, 2)
     if "pickup" in args.sections:

@@ -37,7 +37,7 @@ NON_CONSUMER_MARKERS = ("exporter", "reaper", "preflight")
 
 def free_port() -> int:
     """Return a loopback TCP port nothing listens on right now."""
-    return localdb.free_port()
+    return int(localdb.free_port())
 
 
 @dataclass

@@ -90,6 +90,17 @@ def ensure_bench_venv() -> Path:
     return python
 
 
+def peer_versions() -> dict[str, str]:
+    """Return the installed versions of the peer queues and their cores (for the report)."""
+    python = ensure_bench_venv()
+    listing = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wanted = {"dramatiq", "dramatiq-mongodb", "huey", "huey-mongodb", "pymongo"}
+    return {p["name"]: p["version"] for p in json.loads(listing.stdout) if p["name"] in wanted}
+
+
 def peer_drain(system: str, uri: str, jobs: int, processes: int) -> dict[str, Any]:
     """Drain `jobs` no-op jobs through a peer queue on the same server; return its figures."""
     python = ensure_bench_venv()
