@@ -16,7 +16,6 @@ import faulthandler
 import logging
 import os
 import signal
-import threading
 import time
 import traceback
 from datetime import UTC, datetime
@@ -41,20 +40,21 @@ IGNORED_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)
 
 
 class StopFlags:
-    """Set by signal handlers (nothing else happens in them); read by the loop."""
+    """Set by signal handlers (nothing else happens in them); read by the loop.
+
+    No Event.set() here: a handler runs between two bytecodes of the main thread, possibly while
+    that thread holds the Event's lock inside wait(), which would deadlock.
+    """
 
     def __init__(self) -> None:
         self.graceful = False
         self.fast = False
-        self.wake = threading.Event()
 
     def on_term(self, signum: int, frame: Any) -> None:
         self.graceful = True
-        self.wake.set()
 
     def on_quit(self, signum: int, frame: Any) -> None:
         self.fast = True
-        self.wake.set()
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self.on_term)
@@ -136,7 +136,7 @@ class ConsumerLoop:
                 self.consumer.run_once(datetime.now(UTC))
                 self.liveness.notify()
                 self.update_title("draining")
-                self.flags.wake.wait(PASS_WAIT_S)
+                time.sleep(PASS_WAIT_S)
         released = self.consumer.drain(0.0)  # releases what is left and flushes the archive
         if released:
             log.info("slot %d released %d job(s) on stop", self.slot, released)
@@ -153,7 +153,7 @@ class ConsumerLoop:
     def run(self) -> int:
         """Tick until an exit code comes out."""
         while (code := self.tick(datetime.now(UTC))) is None:
-            self.flags.wake.wait(PASS_WAIT_S)
+            time.sleep(PASS_WAIT_S)
         return code
 
 
