@@ -42,7 +42,9 @@ from pymongo.errors import PyMongoError
 
 OUT_DIR = VAR / "chaos"
 DEFAULT_PORT = 27127  # fixed, so the killed server comes back where the consumers look for it
-POLL_S = 0.25
+POLL_S = 0.1
+COUNT_EVERY_S = 1.0
+REPORT_EVERY_S = 10.0
 ENQUEUE_BATCH = 200
 
 
@@ -186,6 +188,8 @@ class ChaosRun:
         self.db: Database[dict[str, Any]] = self.client[self.database]
         self.timeline = Timeline(kills=[])
         self.supervisor: ManagedProcess | None = None
+        self.restart_due = False
+        self.term_due = False
         self.log_path = config.out_dir / f"{self.database}-supervisor.log"
         self.started = time.monotonic()
 
@@ -273,38 +277,55 @@ class ChaosRun:
 
     def drive(self, total: int) -> None:
         """Kill, restart and terminate on schedule until nothing is left or progress stalls."""
-        restart_due = self.config.db_restart and self.server.restartable
-        term_due = True
-        next_kill = time.monotonic() + self.config.kill_interval_s
-        last_left, last_progress = total, time.monotonic()
+        self.restart_due = self.config.db_restart and self.server.restartable
+        self.term_due = True
+        next_kill = next_count = time.monotonic()
+        next_kill += self.config.kill_interval_s
+        last_left, last_progress, next_report = total, time.monotonic(), 0.0
         while True:
             assert self.supervisor is not None
-            left = self.unfinished()
             now = time.monotonic()
+            # Counting scans the claimed collection: once a second, not on every kill tick.
+            left = self.unfinished() if now >= next_count else None
             if left is not None:
+                next_count = now + COUNT_EVERY_S
                 if left == 0:
                     self.timeline.finished_s = self.elapsed()
                     return
                 if left < last_left:
                     last_left, last_progress = left, now
-                done = 1 - left / total
-                if restart_due and done >= self.config.restart_at:
-                    restart_due = False
-                    self.restart_database()
-                elif term_due and done >= self.config.term_at:
-                    term_due = False
-                    self.terminate_and_restart()
-            if now - last_progress > self.config.stall_timeout_s:
-                print(f"no progress for {self.config.stall_timeout_s}s: giving up", flush=True)
+                if now >= next_report:
+                    next_report = now + REPORT_EVERY_S
+                    print(f"[{self.elapsed():6.1f}s] {total - left}/{total} done, "
+                          f"{len(self.timeline.kills)} kills", flush=True)  # fmt: skip
+                self.act_on_progress(1 - left / total)
+            if not self.still_going(now - last_progress):
                 return
-            if not self.supervisor.alive():
-                print(f"supervisor exited on its own ({self.supervisor.process.returncode})")
-                print(self.supervisor.log_tail(), flush=True)
-                return
-            if term_due and now >= next_kill:
+            if self.term_due and now >= next_kill:
                 self.kill_random_consumer()
-                next_kill += self.config.kill_interval_s
+                next_kill = max(next_kill + self.config.kill_interval_s, now)
             time.sleep(POLL_S)
+
+    def act_on_progress(self, done: float) -> None:
+        """Restart the database, then terminate the supervisor, as the run reaches each mark."""
+        if self.restart_due and done >= self.config.restart_at:
+            self.restart_due = False
+            self.restart_database()
+        elif self.term_due and done >= self.config.term_at:
+            self.term_due = False
+            self.terminate_and_restart()
+
+    def still_going(self, since_progress_s: float) -> bool:
+        """Return False (and say why) when the run must give up waiting."""
+        assert self.supervisor is not None
+        if since_progress_s > self.config.stall_timeout_s:
+            print(f"no progress for {self.config.stall_timeout_s}s: giving up", flush=True)
+            return False
+        if not self.supervisor.alive():
+            print(f"supervisor exited on its own ({self.supervisor.process.returncode})")
+            print(self.supervisor.log_tail(), flush=True)
+            return False
+        return True
 
     def final_documents(self, ids: list[str]) -> list[dict[str, Any]]:
         from bson import ObjectId
