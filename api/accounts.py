@@ -74,7 +74,7 @@ class UserStore:
         if not self._indexed:
             # Uniqueness rests on this index: never insert without it (start may have failed).
             self.ensure_indexes()
-        doc = {
+        doc: dict[str, Any] = {
             "email": email,
             "name": name,
             "age": age,
@@ -113,7 +113,7 @@ class UserStore:
 
     def token_version(self, user_id: ObjectId) -> int | None:
         """Return the account's current token version, or None if it no longer exists."""
-        doc = self._users.find_one({"_id": user_id}, {"token_version": 1})
+        doc: dict[str, Any] | None = self._users.find_one({"_id": user_id}, {"token_version": 1})
         return None if doc is None else int(doc.get("token_version", 0))
 
     def end_all_tokens(self, user_id: ObjectId) -> int:

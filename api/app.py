@@ -29,7 +29,7 @@ from api.database import DatabaseGuard
 from api.docs import DocsAssetResource, DocsPageResource, OpenApiResource
 from api.errors import handle_error
 from api.health import HealthResource, MetricsResource, ReadyResource
-from api.jobs import JobQueue, JobResource, JobsResource
+from api.jobs import JobResource, JobsResource
 from api.metrics import ApiMetrics
 from api.middleware import (
     AuthMiddleware,
@@ -49,6 +49,7 @@ from api.users import (
     RefreshResource,
     SignupResource,
 )
+from queue_worker import JobStore
 
 log = logging.getLogger("api")
 API_TITLE = "jobauth API"
@@ -63,12 +64,12 @@ def utcnow() -> datetime:
 def create_app(
     settings: ApiSettings,
     db: Database[Any],
-    job_store: JobQueue,
+    job_store: JobStore,
     *,
     clock: Callable[[], datetime] = utcnow,
     metrics: ApiMetrics | None = None,
     hash_pool: HashPool | None = None,
-) -> falcon.App:
+) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI application from its collaborators."""
     metrics = metrics or ApiMetrics()
     guard = DatabaseGuard(metrics)
@@ -100,15 +101,14 @@ def create_app(
         metrics=metrics,
         clock=clock,
     )
-    app = falcon.App(
-        middleware=[
-            RequestIdMiddleware(),
-            MetricsMiddleware(metrics),
-            SecurityHeadersMiddleware(),
-            BodyMiddleware(settings.max_body_bytes),
-            AuthMiddleware(auth),
-        ]
-    )
+    middleware: list[Any] = [
+        RequestIdMiddleware(),
+        MetricsMiddleware(metrics),
+        SecurityHeadersMiddleware(),
+        BodyMiddleware(settings.max_body_bytes),
+        AuthMiddleware(auth),
+    ]
+    app: falcon.App[falcon.Request, falcon.Response] = falcon.App(middleware=middleware)
     app.add_error_handler(Exception, handle_error)
     app.add_error_handler(falcon.HTTPError, handle_error)
     routes: list[tuple[str, object]] = [

@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 import falcon
-from swagger_ui_bundle import swagger_ui_path
+from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from api.errors import NotFound
 
@@ -45,7 +45,8 @@ _INIT = b"""window.onload = function () {
 
 @cache
 def _asset(name: str) -> bytes:
-    return (swagger_ui_path / name).read_bytes()
+    data: bytes = (swagger_ui_path / name).read_bytes()
+    return data
 
 
 class OpenApiResource:

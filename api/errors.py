@@ -147,7 +147,7 @@ def handle_error(req: falcon.Request, resp: falcon.Response, exc: BaseException,
             exc_info=exc,
         )
     if isinstance(exc, falcon.HTTPMethodNotAllowed):
-        allowed = exc.headers.get("Allow", "") if exc.headers else ""
+        allowed = dict(exc.headers or {}).get("Allow", "")
         render_error(resp, error, _request_id(req))
         resp.set_header("Allow", allowed)
         return

@@ -9,26 +9,18 @@ scoped to the submitting user, so one user's key can never return another user's
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Protocol
+from typing import Any
 
 import falcon
-from queue_worker import InvalidJobError, Job
 
 from api.auth.service import Principal
 from api.database import DatabaseGuard
 from api.errors import NotFound, ValidationFailed
 from api.openapi import Operation
 from api.schemas import JobAccepted, JobRequest, JobStatus, decode, send
+from queue_worker import InvalidJobError, JobStore
 
 MAX_PAYLOAD_DEPTH = 32
-
-
-class JobQueue(Protocol):
-    """The part of queue_worker's JobStore the API uses."""
-
-    def enqueue(self, task: str, payload: dict[str, Any] | None = None, **options: Any) -> Job: ...
-
-    def get(self, job_id: str) -> Job | None: ...
 
 
 class JobsResource:
@@ -45,7 +37,7 @@ class JobsResource:
         )
     }
 
-    def __init__(self, queue: JobQueue, allowed: Collection[str], guard: DatabaseGuard) -> None:
+    def __init__(self, queue: JobStore, allowed: Collection[str], guard: DatabaseGuard) -> None:
         self._queue = queue
         self._allowed = frozenset(allowed)
         self._guard = guard
@@ -85,7 +77,7 @@ class JobResource:
         )
     }
 
-    def __init__(self, queue: JobQueue, guard: DatabaseGuard) -> None:
+    def __init__(self, queue: JobStore, guard: DatabaseGuard) -> None:
         self._queue = queue
         self._guard = guard
 

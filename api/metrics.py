@@ -87,6 +87,6 @@ class ApiMetrics:
         """Return the text exposition and its content type (all workers when multiprocess)."""
         if multiproc_dir:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=multiproc_dir)
+            MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

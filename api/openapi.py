@@ -61,7 +61,9 @@ def build_spec(routes: Sequence[tuple[str, object]], *, title: str, version: str
         docs: Mapping[str, Operation] = getattr(resource, "docs", {})
         responders = {m for m in _METHODS if callable(getattr(resource, f"on_{m}", None))}
         if set(docs) != responders:
-            raise ValueError(f"{path}: documented {sorted(docs)} but responds to {sorted(responders)}")
+            raise ValueError(
+                f"{path}: documented {sorted(docs)} but responds to {sorted(responders)}"
+            )
         operations.extend((path, method, op) for method, op in docs.items())
     models = _models(op for _, _, op in operations)
     refs, components = msgspec.json.schema_components(

@@ -14,27 +14,27 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
 
 import falcon
 from pymongo import MongoClient
-from queue_worker import JobStore, QueueSettings
 
 from api.app import create_app, utcnow
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from queue_worker import JobStore, QueueSettings
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+App = falcon.App[falcon.Request, falcon.Response]
 
 
 class LazyApp:
     """A WSGI callable that builds the real app on its first request, once per process."""
 
-    def __init__(self, factory: Callable[[], falcon.App]) -> None:
+    def __init__(self, factory: Callable[[], App]) -> None:
         self._factory = factory
-        self._app: falcon.App | None = None
+        self._app: App | None = None
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -52,7 +52,7 @@ def build(env: Mapping[str, str]) -> LazyApp:
     settings = ApiSettings.from_env(env)
     queue_settings = QueueSettings.from_env(env)
 
-    def factory() -> falcon.App:
+    def factory() -> App:
         client: MongoClient[dict[str, Any]] = MongoClient(
             queue_settings.mongodb_uri,
             tz_aware=True,

@@ -87,10 +87,10 @@ class HashPool:
         return self._run
 
     def _make_runner(self) -> Callable[[Callable[[], Any]], Any]:
-        from gevent import monkey
+        from gevent import monkey  # type: ignore[import-untyped]
 
         if monkey.is_module_patched("threading"):
-            from gevent.threadpool import ThreadPool
+            from gevent.threadpool import ThreadPool  # type: ignore[import-untyped]
 
             gevent_pool = ThreadPool(self._threads)
             return lambda work: gevent_pool.apply(work)

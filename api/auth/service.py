@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from bson import ObjectId
 
@@ -30,16 +30,11 @@ from api.errors import RateLimited, ServiceUnavailable, Unauthorized, Validation
 from api.metrics import ApiMetrics
 from api.schemas import LoginRequest, SignupRequest
 from api.settings import ApiSettings
+from queue_worker import JobStore
 
 log = logging.getLogger("api.auth")
 ENQUEUE_ATTEMPTS = 3
 USER_AGENT_MAX = 256
-
-
-class EventQueue(Protocol):
-    """The part of queue_worker's JobStore that account events need."""
-
-    def enqueue(self, task: str, payload: dict[str, Any] | None = None, **options: Any) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +65,7 @@ class AuthService:
         limiter: LoginRateLimiter,
         hasher: PasswordHasher,
         codec: TokenCodec,
-        events: EventQueue,
+        events: JobStore,
         guard: DatabaseGuard,
         metrics: ApiMetrics,
         clock: Callable[[], datetime],

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
@@ -27,7 +27,7 @@ from pymongo.database import Database
 COLLECTION = "sessions"
 
 
-class Rotation(str, Enum):
+class Rotation(StrEnum):
     ROTATED = "rotated"
     REUSED = "reused"
     REVOKED = "revoked"
@@ -58,7 +58,13 @@ class SessionStore:
         self._sessions.create_index("expires_at", name="expires_ttl", expireAfterSeconds=0)
 
     def start(
-        self, sid: str, user_id: ObjectId, refresh_token: str, *, now: datetime, expires_at: datetime
+        self,
+        sid: str,
+        user_id: ObjectId,
+        refresh_token: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
     ) -> None:
         """Record a new family whose current refresh token is `refresh_token`."""
         self._sessions.insert_one(

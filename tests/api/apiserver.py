@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import sys
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field

@@ -10,12 +10,12 @@ import pytest
 from apihelpers import Clock, secret_env
 from falcon import testing
 from pymongo.database import Database
-from queue_worker import JobStore, QueueSettings
 
 from api.app import create_app
 from api.auth.passwords import HashPool
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from queue_worker import JobStore, QueueSettings
 
 
 @pytest.fixture

@@ -25,10 +25,17 @@ def test_openapi_documents_every_route_with_schemas(client: testing.TestClient) 
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert documented == ROUTES
     signup_op = spec["paths"]["/users/signup"]["post"]
-    assert signup_op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("SignupRequest")
+    assert signup_op["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "SignupRequest"
+    )
     schemas = spec["components"]["schemas"]
     assert schemas["SignupRequest"]["additionalProperties"] is False
-    assert set(schemas["TokenResponse"]["properties"]) == {"access_token", "refresh_token", "token_type", "expires_in"}
+    assert set(schemas["TokenResponse"]["properties"]) == {
+        "access_token",
+        "refresh_token",
+        "token_type",
+        "expires_in",
+    }
     assert schemas["JobRequest"]["properties"]["task"]["enum"] == ["bench.noop", "bench.sleep"]
     assert spec["paths"]["/users/profile"]["get"]["security"] == [{"bearerAuth": []}]
 
@@ -66,7 +73,9 @@ def test_docs_page_and_assets_are_served_by_the_app(client: testing.TestClient) 
 def test_metrics_exposes_the_catalogue_names(client: testing.TestClient) -> None:
     """After a sign-up, a failed login and a profile read, /metrics shows the API's metrics."""
     tokens = signup(client)
-    client.simulate_post("/users/login", json={"email": "ada@example.com", "password": "wrong-pass"})
+    client.simulate_post(
+        "/users/login", json={"email": "ada@example.com", "password": "wrong-pass"}
+    )
     client.simulate_get("/users/profile", headers=bearer(tokens["access_token"]))
     text = client.simulate_get("/metrics").text
     for name in [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -13,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import localdb
 import pytest
 from apihelpers import PASSWORD, secret_env
-from apiserver import ROOT, ApiServer, Response, start_api
+from apiserver import GUNICORN, ROOT, ApiServer, Response, start_api
 from pymongo.database import Database
 
 
@@ -44,7 +46,9 @@ def parallel(count: int, call: Any) -> list[Response]:
 
 
 def signup(api: ApiServer, email: str = "ada@example.com") -> dict[str, Any]:
-    result = api.request("POST", "/users/signup", {"name": "Ada", "email": email, "password": PASSWORD})
+    result = api.request(
+        "POST", "/users/signup", {"name": "Ada", "email": email, "password": PASSWORD}
+    )
     assert result.status == 201, result.body
     body: dict[str, Any] = result.json
     return body
@@ -67,13 +71,28 @@ def test_full_account_flow_over_http(api: ApiServer) -> None:
     assert newest.status == 401  # the whole family went with the replay
     assert api.request("GET", "/users/profile", headers=bearer(first["access_token"])).status == 200
     assert api.request("POST", "/users/logout", headers=bearer(first["access_token"])).status == 204
-    assert api.request("POST", "/users/refresh", headers=bearer(first["refresh_token"])).status == 401
-    third = api.request("POST", "/users/login", {"email": "ada@example.com", "password": PASSWORD}).json
-    fourth = api.request("POST", "/users/login", {"email": "ada@example.com", "password": PASSWORD}).json
-    assert api.request("POST", "/users/logout-all", headers=bearer(third["access_token"])).status == 204
+    assert (
+        api.request("POST", "/users/refresh", headers=bearer(first["refresh_token"])).status == 401
+    )
+    third = api.request(
+        "POST", "/users/login", {"email": "ada@example.com", "password": PASSWORD}
+    ).json
+    fourth = api.request(
+        "POST", "/users/login", {"email": "ada@example.com", "password": PASSWORD}
+    ).json
+    assert (
+        api.request("POST", "/users/logout-all", headers=bearer(third["access_token"])).status
+        == 204
+    )
     for tokens in (third, fourth):
-        assert api.request("GET", "/users/profile", headers=bearer(tokens["access_token"])).status == 401
-        assert api.request("POST", "/users/refresh", headers=bearer(tokens["refresh_token"])).status == 401
+        assert (
+            api.request("GET", "/users/profile", headers=bearer(tokens["access_token"])).status
+            == 401
+        )
+        assert (
+            api.request("POST", "/users/refresh", headers=bearer(tokens["refresh_token"])).status
+            == 401
+        )
 
 
 def test_twenty_parallel_refreshes_with_one_token_yield_exactly_one_200(api: ApiServer) -> None:
@@ -84,7 +103,9 @@ def test_twenty_parallel_refreshes_with_one_token_yield_exactly_one_200(api: Api
     assert statuses == [200] + [401] * 19
 
 
-def test_parallel_signups_with_one_email_create_exactly_one_user(api: ApiServer, db: Database) -> None:
+def test_parallel_signups_with_one_email_create_exactly_one_user(
+    api: ApiServer, db: Database
+) -> None:
     """Ten concurrent sign-ups with one address: one 201, nine 409, one account."""
     body = {"name": "Ada", "email": "race@example.com", "password": PASSWORD}
     results = parallel(10, lambda: api.request("POST", "/users/signup", body))
@@ -120,7 +141,9 @@ def test_metrics_are_aggregated_over_all_workers(api: ApiServer) -> None:
     """/metrics counts every request whichever worker served it or the scrape."""
     for _ in range(30):
         assert api.request("GET", "/healthz").status == 200
-    pattern = re.compile(r'http_requests_total\{method="GET",route="/healthz",status_class="2xx"\} (\S+)')
+    pattern = re.compile(
+        r'http_requests_total\{method="GET",route="/healthz",status_class="2xx"\} (\S+)'
+    )
     for _ in range(4):
         match = pattern.search(api.request("GET", "/metrics").body.decode())
         assert match is not None
@@ -156,25 +179,25 @@ def test_gunicorn_refuses_to_start_with_a_placeholder_secret(mongo_env: dict[str
     env = {**mongo_env, **secret_env(), "API_JWT_KEYS": "k1:changeme", "API_JWT_ACTIVE_KID": "k1",
            "API_BIND": "127.0.0.1:0", "API_WORKERS": "1"}  # fmt: skip
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"],
+        [GUNICORN, "-c", "deploy/gunicorn.conf.py", "api.wsgi:app"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
     assert "API_JWT_KEYS" in result.stderr
 
 
-def test_a_stalled_database_gives_fast_503s_and_recovers(mongo_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_stalled_database_gives_fast_503s_and_recovers(
+    mongo_env: dict[str, str], tmp_path: Path
+) -> None:
     """With the database frozen (SIGSTOP), /readyz and data routes answer 503 within about a
     second, also under concurrency; after SIGCONT the API is ready again."""
-    import localdb
-
     server_db = localdb.start(data_dir=tmp_path / "db", log_path=tmp_path / "db.log")
     env = {**mongo_env, "MONGODB_URI": server_db.uri("stall")}
     api = start_api(env, workers=1, API_DB_TIMEOUT_MS="500", API_READY_TIMEOUT_MS="300")
     try:
         token = signup(api)["access_token"]
         assert api.request("GET", "/readyz").status == 200
-        server_db.process.send_signal(__import__("signal").SIGSTOP)
+        server_db.process.send_signal(signal.SIGSTOP)
         started = time.monotonic()
         assert api.request("GET", "/readyz").status == 503
         results = parallel(20, lambda: api.request("GET", "/users/profile", headers=bearer(token)))
@@ -182,13 +205,13 @@ def test_a_stalled_database_gives_fast_503s_and_recovers(mongo_env: dict[str, st
         assert {r.status for r in results} == {503}
         assert results[0].json["error"]["code"] == "service_unavailable"
         assert elapsed < 5.0
-        server_db.process.send_signal(__import__("signal").SIGCONT)
+        server_db.process.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 20
         while api.request("GET", "/readyz").status != 200:
             assert time.monotonic() < deadline, "API did not become ready again"
             time.sleep(0.1)  # polling with a deadline
         assert api.request("GET", "/users/profile", headers=bearer(token)).status == 200
     finally:
-        server_db.process.send_signal(__import__("signal").SIGCONT)
+        server_db.process.send_signal(signal.SIGCONT)
         api.stop()
         server_db.stop()

@@ -8,15 +8,17 @@ from apihelpers import PASSWORD, bearer, signup
 from falcon import testing
 from pymongo import MongoClient
 from pymongo.database import Database
-from queue_worker import JobStore, QueueSettings
 
 from api.app import create_app
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from queue_worker import JobStore, QueueSettings
 
 
 def submit(client: testing.TestClient, token: str, **body: Any) -> testing.Result:
-    return client.simulate_post("/jobs", json={"task": "bench.noop", "payload": {}, **body}, headers=bearer(token))
+    return client.simulate_post(
+        "/jobs", json={"task": "bench.noop", "payload": {}, **body}, headers=bearer(token)
+    )
 
 
 def test_an_allowlisted_task_is_accepted_with_202(client: testing.TestClient, db: Database) -> None:
@@ -55,11 +57,18 @@ def test_only_the_owner_can_read_a_job(client: testing.TestClient) -> None:
     job_id = submit(client, owner).json["id"]
     mine = client.simulate_get(f"/jobs/{job_id}", headers=bearer(owner))
     assert mine.status_code == 200
-    assert mine.json["id"] == job_id and mine.json["state"] == "pending" and mine.json["attempts"] == 0
-    assert {"result", "last_error", "created_at", "run_at", "started_at", "finished_at"} <= set(mine.json)
+    assert (
+        mine.json["id"] == job_id and mine.json["state"] == "pending" and mine.json["attempts"] == 0
+    )
+    assert {"result", "last_error", "created_at", "run_at", "started_at", "finished_at"} <= set(
+        mine.json
+    )
     assert client.simulate_get(f"/jobs/{job_id}", headers=bearer(other)).status_code == 404
     assert client.simulate_get("/jobs/not-an-id", headers=bearer(owner)).status_code == 404
-    assert client.simulate_get("/jobs/6b059b67580172644f5dbbfa", headers=bearer(owner)).status_code == 404
+    assert (
+        client.simulate_get("/jobs/6b059b67580172644f5dbbfa", headers=bearer(owner)).status_code
+        == 404
+    )
 
 
 def test_idempotency_keys_are_scoped_to_the_user(client: testing.TestClient) -> None:
@@ -91,7 +100,9 @@ def test_signup_survives_a_failed_enqueue_and_login_enqueues_the_welcome_later(
     assert db["users"].find_one()["welcome_enqueued"] is False
     up = testing.TestClient(create_app(settings, db, job_store, metrics=ApiMetrics()))
     for _ in range(2):
-        result = up.simulate_post("/users/login", json={"email": "ada@example.com", "password": PASSWORD})
+        result = up.simulate_post(
+            "/users/login", json={"email": "ada@example.com", "password": PASSWORD}
+        )
         assert result.status_code == 200
     assert db["jobs"].count_documents({"task": "user.created"}) == 1
     assert db["users"].find_one()["welcome_enqueued"] is True

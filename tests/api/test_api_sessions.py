@@ -12,7 +12,9 @@ def refresh(client: testing.TestClient, token: str) -> testing.Result:
 
 
 def login(client: testing.TestClient) -> dict:
-    result = client.simulate_post("/users/login", json={"email": "ada@example.com", "password": PASSWORD})
+    result = client.simulate_post(
+        "/users/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
     assert result.status_code == 200
     return result.json
 
@@ -39,7 +41,9 @@ def test_refresh_accepts_the_token_in_the_body(client: testing.TestClient) -> No
     assert result.status_code == 200
 
 
-def test_refresh_tokens_are_stored_only_as_sha256_digests(client: testing.TestClient, db: Database) -> None:
+def test_refresh_tokens_are_stored_only_as_sha256_digests(
+    client: testing.TestClient, db: Database
+) -> None:
     """The session document holds a 32-byte digest, never the token itself."""
     tokens = signup(client)
     session = db["sessions"].find_one()
@@ -47,7 +51,9 @@ def test_refresh_tokens_are_stored_only_as_sha256_digests(client: testing.TestCl
     assert tokens["refresh_token"] not in str(session)
 
 
-def test_reusing_a_rotated_token_revokes_the_whole_family_only(client: testing.TestClient, db: Database) -> None:
+def test_reusing_a_rotated_token_revokes_the_whole_family_only(
+    client: testing.TestClient, db: Database
+) -> None:
     """Replaying a rotated refresh token is 401 and kills the family's newest tokens too,
     while the user's other session keeps working."""
     family = signup(client)
@@ -67,17 +73,27 @@ def test_logout_ends_only_that_session(client: testing.TestClient) -> None:
     """Logout stops the session's refresh and access tokens; another session still works."""
     mine = signup(client)
     other = login(client)
-    assert client.simulate_post("/users/logout", headers=bearer(mine["access_token"])).status_code == 204
+    assert (
+        client.simulate_post("/users/logout", headers=bearer(mine["access_token"])).status_code
+        == 204
+    )
     assert refresh(client, mine["refresh_token"]).status_code == 401
     assert profile_status(client, mine["access_token"]) == 401
     assert profile_status(client, other["access_token"]) == 200
 
 
-def test_logout_all_ends_every_session_and_earlier_access_tokens(client: testing.TestClient) -> None:
+def test_logout_all_ends_every_session_and_earlier_access_tokens(
+    client: testing.TestClient,
+) -> None:
     """After logout-all, every earlier access and refresh token is refused; a new login works."""
     first = signup(client)
     second = login(client)
-    assert client.simulate_post("/users/logout-all", headers=bearer(second["access_token"])).status_code == 204
+    assert (
+        client.simulate_post(
+            "/users/logout-all", headers=bearer(second["access_token"])
+        ).status_code
+        == 204
+    )
     for tokens in (first, second):
         assert profile_status(client, tokens["access_token"]) == 401
         assert refresh(client, tokens["refresh_token"]).status_code == 401
@@ -94,7 +110,9 @@ def test_an_idle_family_expires(client: testing.TestClient, clock: Clock) -> Non
     assert result.json["error"]["code"] == "session_ended"
 
 
-def test_a_family_ends_at_its_absolute_lifetime_even_when_used(client: testing.TestClient, clock: Clock) -> None:
+def test_a_family_ends_at_its_absolute_lifetime_even_when_used(
+    client: testing.TestClient, clock: Clock
+) -> None:
     """Refreshing every 10 days keeps a family alive only until its 30-day lifetime."""
     token = signup(client)["refresh_token"]
     for _ in range(2):

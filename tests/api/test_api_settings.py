@@ -37,7 +37,10 @@ def test_valid_secrets_parse_into_keys_by_kid() -> None:
         {"API_PASSWORD_PEPPER": base64.b64encode(secrets.token_bytes(31)).decode()},
         {"API_JWT_KEYS": "k1:changeme"},
         {"API_PASSWORD_PEPPER": "secret"},
-        {"API_JWT_KEYS": "k1:" + base64.b64encode(b"my-super-secret-jwt-signing-key-1234").decode()},
+        {
+            "API_JWT_KEYS": "k1:"
+            + base64.b64encode(b"my-super-secret-jwt-signing-key-1234").decode()
+        },
         {"API_PASSWORD_PEPPER": base64.b64encode(b"\x00" * 48).decode()},
         {"API_JWT_KEYS": "k1:not base64!!"},
         {"API_JWT_KEYS": "no-colon"},

@@ -58,7 +58,9 @@ def b64(data: bytes) -> str:
 
 def test_issued_token_verifies_with_its_type() -> None:
     """A token the codec issued verifies and carries subject, session, version and type."""
-    token = codec().issue("access", sub="u", sid="s", ver=3, now=NOW, expires_at=NOW + timedelta(minutes=5))
+    token = codec().issue(
+        "access", sub="u", sid="s", ver=3, now=NOW, expires_at=NOW + timedelta(minutes=5)
+    )
     result = codec().verify(token, "access", now=NOW)
     assert (result.sub, result.sid, result.ver, result.typ) == ("u", "s", 3, "access")
     assert jwt.get_unverified_header(token)["kid"] == "new"
@@ -67,7 +69,9 @@ def test_issued_token_verifies_with_its_type() -> None:
 @pytest.mark.parametrize(("issued", "expected"), [("access", "refresh"), ("refresh", "access")])
 def test_access_and_refresh_tokens_are_not_interchangeable(issued: Any, expected: Any) -> None:
     """A refresh token is refused where an access token is expected, and vice versa."""
-    token = codec().issue(issued, sub="u", sid="s", ver=0, now=NOW, expires_at=NOW + timedelta(minutes=5))
+    token = codec().issue(
+        issued, sub="u", sid="s", ver=0, now=NOW, expires_at=NOW + timedelta(minutes=5)
+    )
     with pytest.raises(Unauthorized):
         codec().verify(token, expected, now=NOW)
 
@@ -163,7 +167,9 @@ def test_a_token_issued_in_the_future_is_refused() -> None:
         codec().verify(token, "access", now=NOW)
 
 
-@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "....", "eyJ.eyJ.sig", "\u00e9.\u00e9.\u00e9"])
+@pytest.mark.parametrize(
+    "garbage", ["", "abc", "a.b.c", "....", "eyJ.eyJ.sig", "\u00e9.\u00e9.\u00e9"]
+)
 def test_garbage_tokens_are_a_401(garbage: str) -> None:
     """Malformed tokens raise Unauthorized, never another exception."""
     with pytest.raises(Unauthorized):

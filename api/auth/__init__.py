@@ -1,0 +1,1 @@
+"""Authentication: tokens (JWT), passwords (bcrypt), sessions (token families), rate limits."""
