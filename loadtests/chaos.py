@@ -88,7 +88,7 @@ class Timeline:
 def parse_args(argv: list[str] | None) -> ChaosConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     arg = parser.add_argument
-    arg("--jobs", type=int, default=3000, help="recorded bench.sleep jobs (default 3000)")
+    arg("--jobs", type=int, default=2000, help="recorded bench.sleep jobs (default 2000)")
     arg("--kill-interval", type=float, default=1.0, help="seconds between SIGKILLs (default 1)")
     arg("--workers", type=int, default=2, help="consumer processes (default 2)")
     arg("--concurrency", type=int, default=4, help="slots per consumer (default 4)")
