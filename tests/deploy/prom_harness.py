@@ -26,7 +26,7 @@ DASHBOARD = DEPLOY / "grafana" / "dashboards" / "jobauth.json"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 INSTALL_HINT = "run scripts/install_prometheus.sh (as root) to install Debian's prometheus package"
 # Grafana's interval variables, replaced by a fixed window when a query runs outside Grafana.
-GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h"}
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "15s", "$__range": "1h"}
 
 
 def tool(name: str) -> str:
