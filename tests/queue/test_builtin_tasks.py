@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 import localdb
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from bson import ObjectId
 from pymongo.database import Database
 
@@ -300,3 +300,42 @@ def test_a_consumer_runs_the_builtin_tasks_end_to_end(
     assert [done[welcome.id].state, done[login.id].state] == [JobState.SUCCEEDED] * 2
     assert [m["Message-ID"] for m in mailbox.messages] == [f"<{welcome.id}@example.test>"]
     assert db[users.LOGIN_AUDIT].count_documents({"_id": ObjectId(login.id)}) == 1
+
+
+def check_login(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+) -> AuthResult:
+    """Accept user 'mailer' with password 'letmein' only."""
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        b"mailer",
+        b"letmein",
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.mark.parametrize(("password", "delivered"), [("letmein", True), ("wrong-pw", False)])
+def test_smtp_login_uses_the_configured_credentials(
+    password: str, delivered: bool, tmp_path: Path
+) -> None:
+    """With SMTP_USER set the task logs in; a refused login is retryable and hides the password."""
+    mailbox = Mailbox()
+    port = localdb.free_port()
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=port, authenticator=check_login, auth_require_tls=False,
+        auth_exclude_mechanism=["LOGIN"],  # one mechanism: smtplib stops at its 535
+    )  # fmt: skip
+    controller.start()
+    try:
+        settings = replace(
+            smtp_settings(port, tmp_path), smtp_user="mailer", smtp_password=password
+        )
+        ctx = Context(job_id=str(ObjectId()), settings=settings)
+        if delivered:
+            users.user_created({"email": "ada@example.test"}, ctx)
+            assert len(mailbox.messages) == 1
+        else:
+            with pytest.raises(MailDeliveryError, match="login failed") as info:
+                users.user_created({"email": "ada@example.test"}, ctx)
+            assert password not in str(info.value) and not mailbox.messages
+    finally:
+        controller.stop()
