@@ -186,6 +186,20 @@ def test_gunicorn_refuses_to_start_with_a_placeholder_secret(mongo_env: dict[str
     assert "API_JWT_KEYS" in result.stderr
 
 
+def wait_until_stopped(pid: int, timeout_s: float = 10.0) -> None:
+    """Poll /proc until every thread of `pid` is stopped (SIGSTOP is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        states = [
+            (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        ]
+        if all(state == "T" for state in states):
+            return
+        time.sleep(0.01)  # polling with a deadline
+    raise AssertionError(f"process {pid} did not stop")
+
+
 def test_a_stalled_database_gives_fast_503s_and_recovers(
     mongo_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -198,6 +212,7 @@ def test_a_stalled_database_gives_fast_503s_and_recovers(
         token = signup(api)["access_token"]
         assert api.request("GET", "/readyz").status == 200
         server_db.process.send_signal(signal.SIGSTOP)
+        wait_until_stopped(server_db.pid)
         started = time.monotonic()
         assert api.request("GET", "/readyz").status == 503
         results = parallel(20, lambda: api.request("GET", "/users/profile", headers=bearer(token)))
