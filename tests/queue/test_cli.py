@@ -108,9 +108,13 @@ def test_cancel_retry_and_purge(mongo_env: dict[str, str], db: Database[Any]) ->
     assert db.jobs_done.count_documents({}) == 0
 
 
-def test_work_runs_jobs_and_drains_on_sigterm(mongo_env: dict[str, str], db: Database[Any]) -> None:
+def test_work_runs_jobs_and_drains_on_sigterm(
+    mongo_env: dict[str, str], db: Database[Any], tmp_path: Path
+) -> None:
     """work runs jobs; SIGTERM drains it, releasing an unfinished job without counting it."""
+    metrics_dir = tmp_path / "prom"  # created by the entry point, not by the caller
     env = dict(mongo_env, QUEUE_ENABLE_BENCH_TASKS="1", QUEUE_POLL_MAX_S="0.1")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     quick = cli(env, "enqueue", "bench.noop").stdout.strip()
     slow = cli(env, "enqueue", "bench.sleep", "--payload", '{"ms": 60000}').stdout.strip()
     worker = subprocess.Popen(
@@ -131,6 +135,7 @@ def test_work_runs_jobs_and_drains_on_sigterm(mongo_env: dict[str, str], db: Dat
     assert released["state"] == "pending", stderr
     assert released["attempts"] == 0  # a release does not count the attempt
     assert "stopped after" in stderr
+    assert list(metrics_dir.glob("counter_*.db")), "no metrics written in multiprocess mode"
 
 
 def test_bench_tasks_exist_only_with_the_flag(mongo_env: dict[str, str]) -> None:
