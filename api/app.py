@@ -113,7 +113,7 @@ def create_app(
     app.add_error_handler(falcon.HTTPError, handle_error)
     routes: list[tuple[str, object]] = [
         ("/users/signup", SignupResource(auth)),
-        ("/users/login", LoginResource(auth)),
+        ("/users/login", LoginResource(auth, settings.trusted_proxy_hops)),
         ("/users/refresh", RefreshResource(auth)),
         ("/users/logout", LogoutResource(auth)),
         ("/users/logout-all", LogoutAllResource(auth)),

@@ -33,6 +33,20 @@ def send_tokens(resp: falcon.Response, pair: TokenPair, status: int) -> None:
     send(resp, TokenResponse(pair.access_token, pair.refresh_token, pair.expires_in), status)
 
 
+def client_ip(req: falcon.Request, trusted_proxy_hops: int) -> str:
+    """Return the client's IP: the peer, or the address our own proxies saw (X-Forwarded-For).
+
+    Only the last `trusted_proxy_hops` entries were appended by proxies we run; anything left of
+    them is client-controlled and ignored, so a client cannot pick the IP it is limited under.
+    """
+    peer = req.remote_addr or "unknown"
+    if trusted_proxy_hops == 0:
+        return peer
+    forwarded = [part.strip() for part in (req.get_header("X-Forwarded-For") or "").split(",")]
+    chain = [address for address in forwarded if address] + [peer]
+    return chain[max(0, len(chain) - 1 - trusted_proxy_hops)][:64]
+
+
 class SignupResource:
     docs = {
         "post": Operation(
@@ -66,12 +80,13 @@ class LoginResource:
         )
     }
 
-    def __init__(self, auth: AuthService) -> None:
+    def __init__(self, auth: AuthService, trusted_proxy_hops: int) -> None:
         self._auth = auth
+        self._hops = trusted_proxy_hops
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, LoginRequest)
-        ip = req.remote_addr or "unknown"
+        ip = client_ip(req, self._hops)
         pair = self._auth.login(body, ip=ip, user_agent=req.user_agent or "")
         send_tokens(resp, pair, 200)
 

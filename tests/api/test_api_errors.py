@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 from apihelpers import PASSWORD, bearer, signup
 from falcon import testing
@@ -13,6 +14,7 @@ from pymongo.database import Database
 from api.app import create_app
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from api.users import client_ip
 from queue_worker import JobStore, QueueSettings
 
 SECURITY_HEADERS = {
@@ -169,3 +171,30 @@ def test_an_unreachable_database_is_a_fast_503(settings: ApiSettings) -> None:
     assert_error(result, 503)
     assert_error(client.simulate_get("/users/6b059b67580172644f5dbbfa"), 503)
     dead.close()
+
+
+def test_a_validly_signed_token_with_a_jku_header_is_401_not_500(
+    client: testing.TestClient, settings: ApiSettings
+) -> None:
+    """Key-reference headers are refused at the HTTP level too (401 JSON, no fetch)."""
+    tokens = signup(client)
+    claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
+    forged = jwt.encode(
+        claims,
+        settings.jwt_keys["k2"],
+        algorithm="HS256",
+        headers={"kid": "k2", "jku": "http://127.0.0.1:1/jwks.json"},
+    )
+    assert_error(client.simulate_get("/users/profile", headers=bearer(forged)), 401)
+
+
+def test_the_client_ip_comes_from_trusted_proxy_hops_only() -> None:
+    """With one trusted proxy, the last X-Forwarded-For entry is the client; spoofed entries
+    to its left are ignored; with none trusted, the header is ignored."""
+    req = testing.create_req(
+        headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, remote_addr="10.0.0.1"
+    )
+    assert client_ip(req, 0) == "10.0.0.1"
+    assert client_ip(req, 1) == "203.0.113.9"
+    assert client_ip(req, 2) == "6.6.6.6"
+    assert client_ip(req, 5) == "6.6.6.6"
