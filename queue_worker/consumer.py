@@ -149,11 +149,16 @@ class Consumer:
     def run(self) -> None:
         """Claim and run jobs until request_stop(); then drain within stop_timeout_s."""
         while not self._stop_requested:
-            self._wake.clear()
             now = self.clock()
             self.run_once(now)
-            self._wake.wait(self._next_wait(now))
+            self.wait_for_work(now)
         self.drain(self.stop_timeout_s)
+
+    def wait_for_work(self, now: datetime, max_s: float = MAX_WAIT_S) -> None:
+        """Sleep until the next pass has something to do (at most `max_s`): a job finished, or a
+        claim, heartbeat or timeout is due. External loops call this between passes."""
+        self._wake.wait(min(max_s, self._next_wait(now)))
+        self._wake.clear()  # a thread finishing after this is seen by the next wait at once
 
     def run_once(self, now: datetime) -> int:
         """Do one pass at time `now`; return how many jobs it started."""
@@ -180,13 +185,12 @@ class Consumer:
         self._stop_requested = True
         deadline = time.monotonic() + timeout_s
         while True:
-            self._wake.clear()
             now = self.clock()
             self.run_once(now)
             left = deadline - time.monotonic()
             if not self._slots or left <= 0:
                 break
-            self._wake.wait(min(left, self._next_wait(now)))
+            self.wait_for_work(now, max_s=left)
         released = self.release_all()
         self._flush_archive()
         return released

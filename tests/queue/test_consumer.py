@@ -347,3 +347,20 @@ def test_a_busy_consumer_skips_suspects_then_drains_to_run_one_alone(
     wait_until(lambda: threads_done(consumer))
     assert state_of(job_store, suspect) is JobState.SUCCEEDED
     assert consumer.run_once(fake_clock.advance(1)) == 1  # back to normal claiming
+
+
+def test_wait_for_work_returns_as_soon_as_a_job_finishes(
+    job_store: JobStore, registry: TaskRegistry, fake_clock: FakeClock, blocker: Blocker
+) -> None:
+    """Between passes, wait_for_work sleeps until a slot frees up rather than a fixed interval."""
+    job_store.enqueue("block")
+    consumer = make(job_store, registry, fake_clock, concurrency=1)
+    consumer.run_once(fake_clock.now)
+    timer = threading.Timer(0.1, blocker.release.set)
+    timer.start()
+    started = time.monotonic()
+    consumer.wait_for_work(fake_clock.now, max_s=5.0)
+    assert time.monotonic() - started < 2.0
+    timer.join()
+    assert consumer.run_once(fake_clock.advance(0.1)) == 0
+    assert consumer.jobs_finished == 1
