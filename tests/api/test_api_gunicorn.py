@@ -23,7 +23,7 @@ from pymongo.database import Database
 
 @pytest.fixture
 def api(mongo_env: dict[str, str]) -> Iterator[ApiServer]:
-    server = start_api(mongo_env, workers=2)
+    server = start_api(mongo_env, workers=2, API_LOGIN_MAX_FAILURES_PER_ACCOUNT="4")
     yield server
     server.stop()
 
@@ -93,6 +93,19 @@ def test_full_account_flow_over_http(api: ApiServer) -> None:
             api.request("POST", "/users/refresh", headers=bearer(tokens["refresh_token"])).status
             == 401
         )
+
+
+def test_the_failed_login_limit_is_shared_by_all_workers(api: ApiServer) -> None:
+    """Failures counted by any worker add up (the counters live in the database): after 4
+    failures on separate connections, the 5th attempt is 429 with Retry-After."""
+    signup(api)
+    wrong = {"email": "ada@example.com", "password": "not-the-password"}
+    assert [api.request("POST", "/users/login", wrong).status for _ in range(4)] == [401] * 4
+    limited = api.request(
+        "POST", "/users/login", {"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert limited.status == 429
+    assert int(limited.headers["retry-after"]) >= 1
 
 
 def test_twenty_parallel_refreshes_with_one_token_yield_exactly_one_200(api: ApiServer) -> None:
