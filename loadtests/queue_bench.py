@@ -190,7 +190,7 @@ def drain_with_cli_workers(
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     workers: list[subprocess.Popen[bytes]] = []
-    logs = [open(LOG_DIR / f"worker-{i}.log", "wb") for i in range(processes)]  # noqa: SIM115
+    logs = [open(LOG_DIR / f"worker-{i}.log", "wb") for i in range(processes)]
     try:
         for log in logs:
             workers.append(
