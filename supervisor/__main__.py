@@ -74,7 +74,7 @@ def preflight(settings: SupervisorSettings, ops: OsProcessOps) -> tuple[int, str
     def target() -> int:
         from supervisor.preflight import check
 
-        return check(note, settings.db_wait_s)
+        return check(note, settings)
 
     pid = ops.fork(target)
     _, status = os.waitpid(pid, 0)

@@ -7,21 +7,28 @@ the same way. It runs in a child so the master never holds a database client.
 
 from __future__ import annotations
 
+import logging
+
 from pymongo.errors import PyMongoError
 
 from queue_worker.errors import ConfigError
+from queue_worker.settings import QueueSettings
 from supervisor.bootstrap import open_store, queue_settings, task_registry, wait_for_database
 from supervisor.errors import ExitCode
 from supervisor.liveness import Liveness
+from supervisor.settings import SupervisorSettings
+
+log = logging.getLogger("supervisor.preflight")
 
 
-def check(liveness: Liveness, db_wait_s: float) -> int:
+def check(liveness: Liveness, supervisor: SupervisorSettings) -> int:
     """Return OK, or an exit code with the reason left in `liveness` for the master."""
     try:
         settings = queue_settings()
     except ConfigError as exc:
         liveness.leave_note(f"bad queue setting: {exc}")
         return ExitCode.USAGE
+    warn_if_leases_expire_first(settings, supervisor)
     try:
         task_registry(settings)
     except Exception as exc:  # noqa: BLE001 - any import-time error is a boot failure to report
@@ -29,17 +36,29 @@ def check(liveness: Liveness, db_wait_s: float) -> int:
         return ExitCode.BOOT_FAILURE
     client, store = open_store(settings, "supervisor-preflight", timeout_ms=2000, pool=1)
     try:
-        wait_for_database(client, db_wait_s)
+        wait_for_database(client, supervisor.db_wait_s)
         store.ensure_indexes()
     except PyMongoError as exc:
-        liveness.leave_note(
-            f"database unreachable after {db_wait_s:g}s ({_redact(settings.mongodb_uri)}): "
-            f"{type(exc).__name__}"
-        )
+        where = _redact(settings.mongodb_uri)
+        waited = supervisor.db_wait_s
+        liveness.leave_note(f"no answer from {where} within {waited:g}s: {type(exc).__name__}")
         return ExitCode.DATABASE_UNREACHABLE
     finally:
         client.close()
     return ExitCode.OK
+
+
+def warn_if_leases_expire_first(settings: QueueSettings, supervisor: SupervisorSettings) -> None:
+    """Warn when a hung consumer's leases can expire before the master kills it."""
+    kill_after = supervisor.hang_timeout_s + supervisor.kill_grace_s
+    window = settings.lease_s - settings.heartbeat_s
+    if kill_after >= window:
+        log.warning(
+            "hang timeout + kill grace (%gs) >= lease - heartbeat (%gs): a hung consumer's jobs "
+            "may be rescued by others before it is killed, without the crash recorded",
+            kill_after,
+            window,
+        )
 
 
 def _redact(uri: str) -> str:

@@ -31,8 +31,10 @@ class SupervisorSettings:
     max_memory_mb: int = 0  # 0: never recycle on memory
     crash_loop_exits: int = 5  # K: this many abnormal exits ...
     crash_loop_window_s: float = 60.0  # ... within T seconds stop a slot's respawning
-    hang_timeout_s: float = 30.0
-    kill_grace_s: float = 5.0
+    # hang + grace must stay below QUEUE_LEASE_S - QUEUE_HEARTBEAT_S (20 s by default), or a
+    # hung consumer's lease expires first and its job is rescued without the crash recorded.
+    hang_timeout_s: float = 12.0
+    kill_grace_s: float = 3.0
     boot_timeout_s: float = 60.0
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
@@ -161,14 +163,14 @@ OPTIONS: tuple[_Option, ...] = (
         "SUPERVISOR_HANG_TIMEOUT_S",
         "hang_timeout_s",
         _positive_float,
-        "seconds without a liveness report before a child is aborted (default: 30)",
+        "seconds without a liveness report before a child is aborted (default: 12)",
     ),
     _Option(
         "--kill-grace",
         "SUPERVISOR_KILL_GRACE_S",
         "kill_grace_s",
         _positive_float,
-        "seconds between SIGABRT (or a missed shutdown deadline) and SIGKILL (default: 5)",
+        "seconds between SIGABRT (or a missed shutdown deadline) and SIGKILL (default: 3)",
     ),
     _Option(
         "--boot-timeout",

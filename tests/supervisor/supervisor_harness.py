@@ -21,14 +21,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
 FAST_ENV = {
-    "QUEUE_LEASE_S": "5",
+    "QUEUE_LEASE_S": "10",
     "QUEUE_POLL_MAX_S": "0.2",
     "QUEUE_BACKOFF_BASE_S": "0.1",
     "QUEUE_BACKOFF_CAP_S": "0.5",
     "QUEUE_ENABLE_BENCH_TASKS": "1",
     "QUEUE_TASK_MODULES": "queue_worker.builtin,supervisor_test_tasks",
-    "SUPERVISOR_HANG_TIMEOUT_S": "3",
-    "SUPERVISOR_KILL_GRACE_S": "1",
+    "SUPERVISOR_HANG_TIMEOUT_S": "2",
+    "SUPERVISOR_KILL_GRACE_S": "0.5",
     "SUPERVISOR_BACKOFF_BASE_S": "0.1",
     "SUPERVISOR_BACKOFF_CAP_S": "0.5",
     "SUPERVISOR_GRACEFUL_TIMEOUT_S": "3",

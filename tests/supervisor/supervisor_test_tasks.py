@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,12 @@ def spin(payload: dict[str, Any], ctx: TaskContext) -> None:
         pass
 
 
-@task("sup.freeze_once")
-def freeze_once(payload: dict[str, Any], ctx: TaskContext) -> str:
-    """The first run stops its whole process (SIGSTOP: no thread runs); later runs succeed."""
+@task("sup.gil_hog_once")
+def gil_hog_once(payload: dict[str, Any], ctx: TaskContext) -> str:
+    """The first run blocks in C while holding the GIL (no thread of its process runs Python);
+    later runs succeed."""
     marker = Path(payload["marker"])
     if not marker.exists():
         marker.write_text(str(os.getpid()))
-        os.kill(os.getpid(), signal.SIGSTOP)
-    return "thawed"
+        ctypes.PyDLL(None).sleep(3600)  # PyDLL: the call keeps the GIL
+    return "done"
