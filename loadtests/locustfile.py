@@ -23,6 +23,7 @@ from typing import Any
 import gevent
 from locust import FastHttpUser, between, events, tag, task
 from locust.env import Environment
+from thresholds import Limits, breaches
 
 JOB_TASK = os.environ.get("LOCUST_JOB_TASK", "bench.sleep")
 JOB_PAYLOAD_MS = int(os.environ.get("LOCUST_JOB_MS", "20"))
@@ -30,8 +31,6 @@ JOB_POLL_S = 0.1
 JOB_TIMEOUT_S = 30.0
 FINISHED_JOB_STATES = frozenset({"succeeded", "dead", "cancelled"})
 TOKEN_KEYS = ("access_token", "refresh_token", "token_type", "expires_in")
-# bcrypt-bound endpoints get their own latency limits: each costs a hash of ~0.2 s of CPU.
-AUTH_ENDPOINTS = frozenset({"/users/signup", "/users/login"})
 THRESHOLD_EXIT_CODE = 3
 
 
@@ -206,36 +205,25 @@ class MixedUser(AccountUser, JobProducer):
 def add_threshold_options(parser: Any, **_: Any) -> None:
     """Add the options whose limits fail the run."""
     group = parser.add_argument_group("thresholds (a breach exits 3)")
-    group.add_argument("--max-error-ratio", type=float, default=0.01, help="failed/total")
-    group.add_argument("--p95-ms", type=float, default=200.0, help="p95 per endpoint")
-    group.add_argument("--p99-ms", type=float, default=500.0, help="p99 per endpoint")
-    group.add_argument("--auth-p95-ms", type=float, default=3000.0, help="p95 sign-up/login")
-    group.add_argument("--auth-p99-ms", type=float, default=5000.0, help="p99 sign-up/login")
-    group.add_argument("--job-p95-ms", type=float, default=3000.0, help="p95 job end-to-end")
-    group.add_argument("--job-p99-ms", type=float, default=6000.0, help="p99 job end-to-end")
+    d = Limits()
+    add = group.add_argument
+    add("--max-error-ratio", type=float, default=d.max_error_ratio, help="failed/total")
+    add("--p95-ms", type=float, default=d.p95_ms, help="p95 per endpoint")
+    add("--p99-ms", type=float, default=d.p99_ms, help="p99 per endpoint")
+    add("--auth-p95-ms", type=float, default=d.auth_p95_ms, help="p95 sign-up/login")
+    add("--auth-p99-ms", type=float, default=d.auth_p99_ms, help="p99 sign-up/login")
+    add("--job-p95-ms", type=float, default=d.job_p95_ms, help="p95 job end-to-end")
+    add("--job-p99-ms", type=float, default=d.job_p99_ms, help="p99 job end-to-end")
 
 
 def threshold_breaches(environment: Environment) -> list[str]:
     """Return every threshold the run's statistics break."""
     options: Any = environment.parsed_options
+    limits = Limits(**{name: getattr(options, name) for name in Limits.__dataclass_fields__})
     stats = environment.stats
-    breaches = []
-    if stats.total.num_requests == 0:
-        return ["no requests were made"]
-    if stats.total.fail_ratio > options.max_error_ratio:
-        breaches.append(f"error ratio {stats.total.fail_ratio:.4f} > {options.max_error_ratio}")
-    for (name, method), entry in sorted(stats.entries.items()):
-        if method == "JOB":
-            limits = (options.job_p95_ms, options.job_p99_ms)
-        elif name in AUTH_ENDPOINTS:
-            limits = (options.auth_p95_ms, options.auth_p99_ms)
-        else:
-            limits = (options.p95_ms, options.p99_ms)
-        for percent, limit in zip((0.95, 0.99), limits, strict=True):
-            value = entry.get_response_time_percentile(percent)
-            if entry.num_requests and value > limit:
-                breaches.append(f"{method} {name} p{percent * 100:.0f} {value} ms > {limit} ms")
-    return breaches
+    return breaches(
+        limits, stats.total.num_requests, stats.total.fail_ratio, stats.entries.values()
+    )
 
 
 @events.quitting.add_listener  # type: ignore[untyped-decorator]
