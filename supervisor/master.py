@@ -54,6 +54,8 @@ class Master:
         self.failure: str | None = None
         self._wake_r, self._wake_w = -1, -1
         self._title = ""
+        for reason in metrics.RESTART_REASONS:
+            metrics.RESTARTS.labels(reason)  # export every reason from the start, at 0
 
     # One pass ------------------------------------------------------------------------------
     def tick(self) -> int | None:

@@ -32,6 +32,7 @@ CRASH_LOOPING_SLOTS = Gauge(
     "Consumer slots no longer respawned because they crash-looped.",
     multiprocess_mode="livesum",
 )
+RESTART_REASONS = ("crash", "hang", "timeout", "recycle_jobs", "recycle_memory", "reload", "scale")
 RESTARTS = Counter(
     "supervisor_restarts",
     "Consumers replaced, by reason (crash|hang|timeout|recycle_jobs|recycle_memory|reload|scale).",

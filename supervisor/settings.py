@@ -50,29 +50,43 @@ class _Option:
     help: str
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise ValueError("must be at least 1")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 0:
         raise ValueError("must be 0 or more")
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if not 0 <= value <= 65535:
         raise ValueError("must be a TCP port between 0 and 65535")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _float(text)
     if not value > 0:
         raise ValueError("must be greater than 0")
     return value
@@ -203,6 +217,16 @@ OPTIONS: tuple[_Option, ...] = (
 )
 
 
+_METAVARS: dict[Callable[[str], object], str] = {
+    _positive_int: "N",
+    _non_negative_int: "N",
+    _port: "PORT",
+    _positive_float: "SECONDS",
+    _queue_list: "Q1,Q2",
+    str: "HOST",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the `python -m supervisor` argument parser; every flag names its variable."""
     parser = argparse.ArgumentParser(
@@ -217,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             option.flag,
             dest=option.field,
-            metavar="VALUE",
+            metavar=_METAVARS.get(option.parse, "VALUE"),
             default=None,
             help=f"{option.help} [env {option.env}]",
         )
