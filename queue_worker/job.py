@@ -14,7 +14,7 @@ pending → running in one atomic write, counted separately.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -64,6 +64,16 @@ class DeadReason(StrEnum):
 def transition(name: Transition) -> tuple[JobState, JobState]:
     """Return the (from, to) states of a transition; the table above is the only source."""
     return TRANSITIONS[name]
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def to_bson_time(value: datetime) -> datetime:
+    """Return `value` truncated to what BSON stores (milliseconds), so copies compare equal."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def parse_job_id(value: str) -> ObjectId | None:

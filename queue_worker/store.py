@@ -18,44 +18,36 @@ Write concerns, decided per write (a killed server loses un-journaled writes of 
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
 
 from queue_worker import archive, lease, metrics
-from queue_worker.errors import InvalidJobError, QueueError
-from queue_worker.job import CrashInfo, Job, JobState, Transition, parse_job_id, transition
+from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
+from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
+from queue_worker.job import (
+    CrashInfo,
+    Job,
+    JobState,
+    Transition,
+    parse_job_id,
+    to_bson_time,
+    transition,
+    utcnow,
+)
 from queue_worker.settings import QueueSettings
 from queue_worker.tasks import TaskRegistry
 
 Doc = dict[str, Any]
 Clock = Callable[[], datetime]
 
-# A keyed job is inserted unclaimable (run_at this far ahead) until the enqueue has checked that
-# no finished job holds its key; if the enqueuer dies in between, the job still runs, this late.
-KEY_HOLD_S = 60.0
-MAX_KEY_LENGTH = 200
 TTL_INDEX = "finished_ttl"
-
-
-def utcnow() -> datetime:
-    """Return the current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def to_bson_time(value: datetime) -> datetime:
-    """Return `value` truncated to what BSON stores (milliseconds), so copies compare equal."""
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def owner_id(pid: int | None = None) -> str:
@@ -83,22 +75,6 @@ def database(client: MongoClient[Doc], settings: QueueSettings) -> Database[Doc]
     return client[settings.mongodb_database]
 
 
-@dataclass(frozen=True)
-class EnqueueRequest:
-    """The arguments of one `JobStore.enqueue`, for `enqueue_many`."""
-
-    task: str
-    payload: Mapping[str, Any] | None = None
-    queue: str | None = None
-    priority: int | None = None
-    delay_s: float | None = None
-    run_at: datetime | None = None
-    max_attempts: int | None = None
-    timeout_s: float | None = None
-    idempotency_key: str | None = None
-    submitted_by: str | None = None
-
-
 class JobStore:
     """Enqueue, read and change jobs; every state change follows job.TRANSITIONS."""
 
@@ -120,6 +96,7 @@ class JobStore:
         journaled = WriteConcern(w=1, j=True)
         self._jobs_j = self.jobs.with_options(write_concern=journaled)
         self._done_j = self.done.with_options(write_concern=journaled)
+        self._keyed = KeyedEnqueue(self.jobs, self._jobs_j, self.keys, self.done)
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -185,14 +162,14 @@ class JobStore:
     def enqueue_many(self, requests: Iterable[EnqueueRequest | Mapping[str, Any]]) -> list[Job]:
         """Store many jobs; unkeyed ones in one journaled batch. Returns them in request order."""
         now = to_bson_time(self.clock())
-        docs = [self._new_doc(_as_request(r), now) for r in requests]
+        docs = [self._new_doc(as_request(r), now) for r in requests]
         plain = [d for d in docs if "idempotency_key" not in d]
         if plain:
             self._jobs_j.insert_many(plain, ordered=True)
         jobs: list[Job] = []
         for doc in docs:
             if "idempotency_key" in doc:
-                jobs.append(self._enqueue_keyed(doc, now))
+                jobs.append(self._keyed.enqueue(doc, now))
             else:
                 jobs.append(Job.from_doc(doc))
                 metrics.JOBS_ENQUEUED.labels(doc["queue"], doc["task"]).inc()
@@ -200,94 +177,7 @@ class JobStore:
 
     def _new_doc(self, req: EnqueueRequest, now: datetime) -> Doc:
         spec = self.registry.get(req.task) if self.registry is not None else None
-        if not isinstance(req.task, str) or not req.task:
-            raise InvalidJobError("task must be a non-empty string")
-        payload = dict(req.payload or {})
-        _check_json(payload)
-        doc: Doc = {
-            "_id": ObjectId(),
-            "queue": _choose(req.queue, spec.queue if spec else None, self.settings.default_queue),
-            "task": req.task,
-            "payload": payload,
-            "state": JobState.PENDING.value,
-            "priority": _int(_choose(req.priority, spec.priority if spec else None, 0), "priority"),
-            "run_at": _run_at(req, now),
-            "attempts": 0,
-            "max_attempts": _int(
-                _choose(
-                    req.max_attempts,
-                    spec.max_attempts if spec else None,
-                    self.settings.max_attempts,
-                ),
-                "max_attempts",
-                minimum=1,
-            ),  # fmt: skip
-            "timeout_s": _positive(
-                _choose(req.timeout_s, spec.timeout_s if spec else None, self.settings.timeout_s),
-                "timeout_s",
-            ),
-            "created_at": now,
-            "crashes": 0,
-            "rescues": 0,
-        }
-        if not isinstance(doc["queue"], str) or not doc["queue"]:
-            raise InvalidJobError("queue must be a non-empty string")
-        if req.idempotency_key is not None:
-            key = req.idempotency_key
-            if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:
-                raise InvalidJobError(f"idempotency_key must be 1..{MAX_KEY_LENGTH} characters")
-            doc["idempotency_key"] = key
-        if req.submitted_by is not None:
-            doc["submitted_by"] = str(req.submitted_by)
-        return doc
-
-    def _enqueue_keyed(self, doc: Doc, now: datetime) -> Job:
-        # The unique index on `jobs` lets one insert per key win. The winner's job is held
-        # unclaimable until it has checked job_keys: the archiver writes a key's marker before it
-        # deletes the finished job from `jobs`, so once our insert succeeded, any earlier job with
-        # this key is already visible there, and we hand that one back instead.
-        intended = doc["run_at"]
-        held = dict(
-            doc, run_at=max(intended, now + timedelta(seconds=KEY_HOLD_S)), hold_run_at=intended
-        )
-        for _ in range(10):
-            try:
-                self._jobs_j.insert_one(held)
-            except DuplicateKeyError:
-                existing = self._job_for_key(doc["idempotency_key"])
-                if existing is not None:
-                    return existing
-                continue  # the key's job left `jobs` between our insert and our read
-            finished = self._finished_job_for_key(doc["idempotency_key"])
-            hold_filter = {"_id": doc["_id"], "state": "pending", "hold_run_at": {"$exists": True}}
-            if finished is not None:
-                self._jobs_j.delete_one(hold_filter)
-                return finished
-            self.jobs.update_one(
-                hold_filter, {"$set": {"run_at": intended}, "$unset": {"hold_run_at": ""}}
-            )
-            metrics.JOBS_ENQUEUED.labels(doc["queue"], doc["task"]).inc()
-            return Job.from_doc(doc)
-        raise QueueError(f"could not settle idempotency key {doc['idempotency_key']!r}")
-
-    def _job_for_key(self, key: str) -> Job | None:
-        doc = self.jobs.find_one({"idempotency_key": key})
-        if doc is None:
-            return self._finished_job_for_key(key)
-        if "hold_run_at" in doc:
-            # Its enqueuer is still checking job_keys; we see what it sees.
-            finished = self._finished_job_for_key(key)
-            if finished is not None:
-                return finished
-            doc["run_at"] = doc.pop("hold_run_at")
-        return Job.from_doc(doc)
-
-    def _finished_job_for_key(self, key: str) -> Job | None:
-        marker = self.keys.find_one({"_id": key})
-        if marker is None:
-            return None
-        doc = self.done.find_one({"_id": marker["job_id"]})
-        return Job.from_doc(doc) if doc is not None else None
+        return new_job_doc(req, now, self.settings, spec)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -417,59 +307,8 @@ class JobStore:
         return archive.sweep(self.jobs, self._done_j, self.keys, limit=limit)
 
 
-def _as_request(value: EnqueueRequest | Mapping[str, Any]) -> EnqueueRequest:
-    if isinstance(value, EnqueueRequest):
-        return value
-    try:
-        return EnqueueRequest(**value)
-    except TypeError as exc:
-        raise InvalidJobError(f"bad enqueue request: {exc}") from None
-
-
-def _choose(*values: Any) -> Any:
-    return next(v for v in values if v is not None)
-
-
-def _int(value: Any, name: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidJobError(f"{name} must be an integer")
-    if minimum is not None and value < minimum:
-        raise InvalidJobError(f"{name} must be >= {minimum}")
-    return value
-
-
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidJobError(f"{name} must be a positive number of seconds")
-    return float(value)
-
-
-def _run_at(req: EnqueueRequest, now: datetime) -> datetime:
-    if req.run_at is not None and req.delay_s is not None:
-        raise InvalidJobError("give delay_s or run_at, not both")
-    if req.run_at is not None:
-        if not isinstance(req.run_at, datetime) or req.run_at.tzinfo is None:
-            raise InvalidJobError("run_at must be a timezone-aware datetime")
-        return to_bson_time(req.run_at.astimezone(UTC))
-    if req.delay_s is not None:
-        if (
-            isinstance(req.delay_s, bool)
-            or not isinstance(req.delay_s, int | float)
-            or not req.delay_s >= 0
-        ):
-            raise InvalidJobError("delay_s must be a number >= 0")
-        return to_bson_time(now + timedelta(seconds=req.delay_s))
-    return now
-
-
-def _check_json(payload: dict[str, Any]) -> None:
-    try:
-        json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidJobError(f"payload must be JSON-able: {exc}") from None
-
-
 __all__ = [
+    "KEY_HOLD_S",
     "EnqueueRequest",
     "JobStore",
     "connect",

@@ -1,0 +1,87 @@
+"""Idempotency keys: concurrent enqueues of one key create exactly one job, and a key whose job
+already finished (and moved to jobs_done, within retention) returns that job.
+
+The unique partial index on `jobs.idempotency_key` lets one insert per key win. The winner's job is
+held unclaimable (run_at KEY_HOLD_S ahead, the intended time kept in hold_run_at) until it has
+checked `job_keys`: the archiver writes a key's marker *before* it deletes the finished job from
+`jobs`, so once our insert won, any earlier job with this key is already visible there, and we
+withdraw our job and hand that one back. Losers read the winner's job; if it is still held they
+check `job_keys` themselves and so answer exactly what the winner will. If the winner dies
+between insert and check, its job simply runs KEY_HOLD_S late.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
+
+from queue_worker import metrics
+from queue_worker.errors import QueueError
+from queue_worker.job import Job
+
+Doc = dict[str, Any]
+KEY_HOLD_S = 60.0
+
+
+class KeyedEnqueue:
+    """The key protocol over `jobs` (plain and journaled handles), `job_keys` and `jobs_done`."""
+
+    def __init__(
+        self,
+        jobs: Collection[Doc],
+        jobs_journaled: Collection[Doc],
+        keys: Collection[Doc],
+        done: Collection[Doc],
+    ) -> None:
+        self.jobs = jobs
+        self._jobs_j = jobs_journaled
+        self.keys = keys
+        self.done = done
+
+    def enqueue(self, doc: Doc, now: datetime) -> Job:
+        """Store the keyed job `doc` unless its key already has a job; return the key's job."""
+        intended = doc["run_at"]
+        held = dict(
+            doc, run_at=max(intended, now + timedelta(seconds=KEY_HOLD_S)), hold_run_at=intended
+        )
+        for _ in range(10):
+            try:
+                self._jobs_j.insert_one(held)
+            except DuplicateKeyError:
+                existing = self._job_for_key(doc["idempotency_key"])
+                if existing is not None:
+                    return existing
+                continue  # the key's job left `jobs` between our insert and our read
+            finished = self._finished_job_for_key(doc["idempotency_key"])
+            hold_filter = {"_id": doc["_id"], "state": "pending", "hold_run_at": {"$exists": True}}
+            if finished is not None:
+                self._jobs_j.delete_one(hold_filter)
+                return finished
+            self.jobs.update_one(
+                hold_filter, {"$set": {"run_at": intended}, "$unset": {"hold_run_at": ""}}
+            )
+            metrics.JOBS_ENQUEUED.labels(doc["queue"], doc["task"]).inc()
+            return Job.from_doc(doc)
+        raise QueueError(f"could not settle idempotency key {doc['idempotency_key']!r}")
+
+    def _job_for_key(self, key: str) -> Job | None:
+        doc = self.jobs.find_one({"idempotency_key": key})
+        if doc is None:
+            return self._finished_job_for_key(key)
+        if "hold_run_at" in doc:
+            # Its enqueuer is still checking job_keys; we see what it sees.
+            finished = self._finished_job_for_key(key)
+            if finished is not None:
+                return finished
+            doc["run_at"] = doc.pop("hold_run_at")
+        return Job.from_doc(doc)
+
+    def _finished_job_for_key(self, key: str) -> Job | None:
+        marker = self.keys.find_one({"_id": key})
+        if marker is None:
+            return None
+        doc = self.done.find_one({"_id": marker["job_id"]})
+        return Job.from_doc(doc) if doc is not None else None
