@@ -471,3 +471,18 @@ def test_every_catalogued_metric_is_exported_with_samples(system: System, role: 
         if not sampled & {family, f"{family}_bucket", f"{family}_count"}
     ]
     assert not missing, f"{role} /metrics lacks samples of {missing}"
+
+
+def test_dead_jobs_alert_fires_on_the_live_system(system: System) -> None:
+    """QueueDeadJobs (no `for`) is firing after jobs went dead and poison for real."""
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = system.prometheus.get("/api/v1/alerts")["data"]["alerts"]
+        return [
+            alert
+            for alert in alerts
+            if alert["labels"]["alertname"] == "QueueDeadJobs" and alert["state"] == "firing"
+        ]
+
+    alerts = wait_for("QueueDeadJobs to fire", firing, timeout_s=20)
+    assert alerts[0]["labels"]["queue"] == "default"
