@@ -31,3 +31,33 @@ def enqueue_with_key(uri: str, db_name: str, key: str, barrier: Barrier, out: An
     store = _store(uri, db_name, lease_s=30)
     barrier.wait()
     out.put(store.enqueue("keyed", {"from": "process"}, idempotency_key=key).id)
+
+
+def run_consumer(uri: str, db_name: str, owner: str, lease_s: float, concurrency: int) -> None:
+    """Run a Consumer until SIGTERM; its tasks record each run in the `runs` collection."""
+    import signal
+    import time
+
+    from queue_worker.consumer import Consumer
+    from queue_worker.tasks import TaskContext, TaskRegistry
+
+    settings = QueueSettings(
+        mongodb_uri=uri, mongodb_database=db_name, lease_s=lease_s, heartbeat_s=lease_s / 3
+    )
+    store = JobStore(database(connect(settings, app_name=owner), settings), settings)
+    registry = TaskRegistry()
+
+    def record(payload: dict[str, Any], ctx: TaskContext) -> str:
+        store.db["runs"].insert_one({"job_id": ctx.job_id, "owner": owner})
+        return owner
+
+    def hang(payload: dict[str, Any], ctx: TaskContext) -> None:
+        store.db["runs"].insert_one({"job_id": ctx.job_id, "owner": owner})
+        while True:
+            time.sleep(0.05)
+
+    registry.task("record")(record)
+    registry.task("hang")(hang)
+    consumer = Consumer(store, registry, settings, owner=owner, concurrency=concurrency)
+    signal.signal(signal.SIGTERM, lambda signum, frame: consumer.request_stop())
+    consumer.run()
