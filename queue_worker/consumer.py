@@ -309,8 +309,9 @@ class Consumer:
             return True
         if self._suspect_running():
             return True  # a suspect runs alone
-        # While a suspect waits, stop taking new work so this consumer drains and can run it.
-        return self._isolating and bool(self._slots)
+        # While a suspect waits, stop taking new work so this consumer drains and can run it
+        # (unless stuck threads mean it can never be alone: then leave the suspect to others).
+        return self._isolating and bool(self._slots) and not self._abandoned
 
     def _may_claim(self, now: datetime) -> bool:
         if self._claims_blocked():
@@ -318,8 +319,8 @@ class Consumer:
         return self._next_claim is None or now >= self._next_claim
 
     def _claim(self, now: datetime) -> Lease | None:
-        if self._slots:
-            suspects = Suspects.EXCLUDE
+        if self._slots or self._abandoned:
+            suspects = Suspects.EXCLUDE  # a crash now could be a neighbour's doing
         else:
             suspects = Suspects.ONLY if self._isolating else Suspects.ALLOW
         try:

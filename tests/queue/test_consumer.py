@@ -364,3 +364,23 @@ def test_wait_for_work_returns_as_soon_as_a_job_finishes(
     timer.join()
     assert consumer.run_once(fake_clock.advance(0.1)) == 0
     assert consumer.jobs_finished == 1
+
+
+def test_a_consumer_with_an_abandoned_thread_never_takes_a_suspect(
+    job_store: JobStore, registry: TaskRegistry, fake_clock: FakeClock, blocker: Blocker
+) -> None:
+    """A timed-out thread still running counts as a neighbour: suspects are left to others,
+    while ordinary jobs are still claimed."""
+    job_store.enqueue("block", timeout_s=5)
+    consumer = make(job_store, registry, fake_clock, max_abandoned=5)
+    consumer.run_once(fake_clock.now)
+    consumer.run_once(fake_clock.advance(6))
+    assert consumer.abandoned_threads() == 1
+    suspect = _make_suspect(job_store, "quick", priority=9)
+    plain = job_store.enqueue("quick")
+    fake_clock.advance(60)  # past the timed-out job's backoff too
+    job_store.jobs.delete_many({"task": "block"})
+    assert consumer.run_once(fake_clock.now) == 1
+    wait_until(lambda: threads_done(consumer))
+    assert state_of(job_store, plain.id) is JobState.SUCCEEDED
+    assert state_of(job_store, suspect) is JobState.PENDING
