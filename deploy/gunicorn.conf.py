@@ -53,11 +53,15 @@ control_socket = _env.get("API_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
 
 
+_created_dirs: list[str] = []
+
+
 def _multiproc_dir() -> str:
     path = _env.get("PROMETHEUS_MULTIPROC_DIR")
     if not path:
         path = tempfile.mkdtemp(prefix="api-metrics-")
         _env["PROMETHEUS_MULTIPROC_DIR"] = path
+        _created_dirs.append(path)
     return path
 
 
@@ -73,3 +77,9 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory if this config created it (a temporary one)."""
+    for path in _created_dirs:
+        shutil.rmtree(path, ignore_errors=True)
