@@ -23,7 +23,7 @@ class QueueSettings:
     mongodb_database: str = DEFAULT_DATABASE
     default_queue: str = "default"
     lease_s: float = 30.0
-    heartbeat_s: float = 10.0
+    heartbeat_s: float = 0.0  # 0: a third of lease_s
     poll_max_s: float = 1.0
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 300.0
@@ -43,6 +43,8 @@ class QueueSettings:
     outbox_dir: str = "var/outbox"
 
     def __post_init__(self) -> None:
+        if self.heartbeat_s <= 0:
+            object.__setattr__(self, "heartbeat_s", self.lease_s / 3)
         if self.heartbeat_s >= self.lease_s:
             raise ConfigError(
                 f"QUEUE_HEARTBEAT_S ({self.heartbeat_s}) must be shorter than QUEUE_LEASE_S "

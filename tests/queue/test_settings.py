@@ -70,3 +70,9 @@ def test_bad_values_raise_config_error_naming_the_variable(
     """A bad value fails at start with a ConfigError that names the variable and the value."""
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         QueueSettings.from_env(env)
+
+
+def test_constructed_settings_default_the_heartbeat_to_a_third_of_the_lease() -> None:
+    """QueueSettings(lease_s=6) heartbeats every 2 s without naming heartbeat_s."""
+    assert QueueSettings(lease_s=6).heartbeat_s == 2.0
+    assert QueueSettings().heartbeat_s == 10.0
