@@ -26,6 +26,7 @@ import setproctitle
 
 from supervisor.errors import ExitCode
 from supervisor.liveness import LivenessLink
+from supervisor.outage import watch_for_outages
 from supervisor.settings import SupervisorSettings
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ def run_consumer(settings: SupervisorSettings, slot: int, liveness: LivenessLink
     flags = StopFlags()
     flags.install()
     setproctitle.setproctitle(f"supervisor: consumer slot={slot} booting")
+    watch_for_outages(liveness)  # before boot: the listener must exist before the client
     try:
         client, consumer = boot(settings, slot)
     except Exception as exc:  # noqa: BLE001 - any boot error stops the master, with this message
