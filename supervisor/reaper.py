@@ -9,6 +9,7 @@ database stays unreachable, the jobs are rescued when their leases expire instea
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 import setproctitle
@@ -26,6 +27,7 @@ RETRY_FOR_S = 30.0
 def release_dead_child(dead: ChildExit) -> int:
     """Release the jobs `dead` held; return the reaper's exit code."""
     setproctitle.setproctitle(f"supervisor: reaper for pid {dead.pid}")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C hits the whole group; finish the job
     settings = queue_settings()
     client, store = open_store(settings, "supervisor-reaper", timeout_ms=3000, pool=1)
     crash = None if dead.reason == "shutdown" else CrashInfo(dead.signal, dead.exit_code)
