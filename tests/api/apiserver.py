@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,7 @@ class ApiServer:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
+        self.log_path.unlink(missing_ok=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -84,7 +86,9 @@ def start_api(base_env: dict[str, str], workers: int = 2, **extra: str) -> ApiSe
     """Start gunicorn with the project's config and wait until /healthz answers."""
     port = localdb.free_port()
     metrics_dir = Path(tempfile.mkdtemp(prefix="api-test-metrics-"))
-    log_path = Path(tempfile.mkstemp(prefix="api-test-", suffix=".log")[1])
+    handle, log_name = tempfile.mkstemp(prefix="api-test-", suffix=".log")
+    os.close(handle)
+    log_path = Path(log_name)
     env = {
         **base_env,
         **secret_env(),
@@ -108,12 +112,15 @@ def start_api(base_env: dict[str, str], workers: int = 2, **extra: str) -> ApiSe
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{server.log()}")
+            log = server.log()
+            server.stop()
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log}")
         try:
             if server.request("GET", "/healthz", timeout_s=1).status == 200:
                 return server
         except OSError:
             pass
         time.sleep(0.05)  # polling for readiness with a deadline, not synchronising on time
+    log = server.log()
     server.stop()
-    raise RuntimeError(f"gunicorn did not answer within {START_TIMEOUT_S}s:\n{server.log()}")
+    raise RuntimeError(f"gunicorn did not answer within {START_TIMEOUT_S}s:\n{log}")

@@ -219,8 +219,12 @@ def test_a_stalled_database_gives_fast_503s_and_recovers(
     """With the database frozen (SIGSTOP), /readyz and data routes answer 503 within about a
     second, also under concurrency; after SIGCONT the API is ready again."""
     server_db = localdb.start(data_dir=tmp_path / "db", log_path=tmp_path / "db.log")
-    env = {**mongo_env, "MONGODB_URI": server_db.uri("stall")}
-    api = start_api(env, workers=1, API_DB_TIMEOUT_MS="500", API_READY_TIMEOUT_MS="300")
+    try:
+        env = {**mongo_env, "MONGODB_URI": server_db.uri("stall")}
+        api = start_api(env, workers=1, API_DB_TIMEOUT_MS="500", API_READY_TIMEOUT_MS="300")
+    except BaseException:
+        server_db.stop()
+        raise
     try:
         token = signup(api)["access_token"]
         assert api.request("GET", "/readyz").status == 200
