@@ -137,7 +137,7 @@ class Master:
             return
         self.stopping = mode
         for child in list(self.children.values()):
-            if child.kind is not Kind.REAPER:
+            if child.kind is not Kind.REAPER and not child.hung:  # hung ones are being killed
                 child.signalled = False
                 self.stop_child(child, "shutdown", now, fast=mode == "fast")
 
@@ -204,11 +204,10 @@ class Master:
             log.info("consumer slot %s (pid %d) replaced: %s", child.slot, child.pid, reason)
             metrics.RESTARTS.labels(reason).inc()
             return
-        if dead.exit_code == 0 and child.retiring is not None:
-            return  # asked to stop and it did, after releasing its own jobs
-        if child.killed and not child.hung:
-            dead.reason = "shutdown"  # missed its stop deadline: release, but it did not crash
-            self.spawn_reaper(dead, now)
+        if child.retiring is not None and self._stopped_as_asked(child, dead):
+            if dead.exit_code != 0:
+                dead.reason = "shutdown"  # release whatever it held, without blaming the jobs
+                self.spawn_reaper(dead, now)
             return
         log.warning(
             "consumer slot %s (pid %d) died: %s (%s)",
@@ -222,6 +221,13 @@ class Master:
             metrics.RESTARTS.labels(dead.reason).inc()
         if slot is not None and child.retiring is None and self.stopping is None:
             self.count_abnormal_exit(slot, now)
+
+    @staticmethod
+    def _stopped_as_asked(child: ChildProc, dead: ChildExit) -> bool:
+        """Exit 0, our stop signal before its handler was installed, or our deadline SIGKILL."""
+        if dead.exit_code == 0 or (child.killed and not child.hung):
+            return True
+        return dead.signal in (signal.SIGTERM, signal.SIGQUIT)
 
     def count_abnormal_exit(self, slot: Slot, now: float) -> None:
         """Back off the slot's respawn; stop the master if every slot now crash-loops."""

@@ -407,3 +407,33 @@ def test_chld_only_wakes_the_loop(sig: int) -> None:
     h.master.tick()
     assert h.signal(sig) is None
     assert h.ops.kills == []
+
+
+def test_child_dying_of_our_stop_signal_during_boot_is_not_a_crash() -> None:
+    """TERM that kills a child before its handler exists is a stop, not a crash: no restart
+    is counted, and a reaper releases without recording a crash."""
+    h = Harness(workers=1)
+    h.master.tick()
+    pid = h.consumers()[0]
+    before = restarts("crash")
+    h.signal(signal.SIGTERM)
+    h.ops.exits.append((pid, killed_by(signal.SIGTERM)))
+    h.master.tick()
+    assert restarts("crash") == before
+    reaper = h.master.children[h.reapers()[0]]
+    assert reaper.releases_for == pid
+
+
+def test_stop_does_not_postpone_killing_a_hung_child() -> None:
+    """A child already aborted for hanging keeps its short kill deadline when TERM arrives."""
+    h = Harness(workers=1)
+    h.master.tick()
+    h.mark_all_ready()
+    h.master.tick()
+    pid = h.consumers()[0]
+    h.advance(5.5)
+    h.master.tick()  # SIGABRT
+    h.signal(signal.SIGTERM)
+    h.advance(2.1)
+    h.master.tick()
+    assert h.ops.kills[-1] == (pid, signal.SIGKILL)
