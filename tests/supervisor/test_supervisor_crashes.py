@@ -31,6 +31,8 @@ def test_kill9_mid_job_replaces_child_within_a_second_and_the_job_reruns(
     running = wait_until(lambda: job_in(store, job.id, JobState.RUNNING), 15, "job running")
     victim = pid_of_owner(running.lease_owner)
     assert victim is not None
+    runs = store.db["bench_runs"]
+    wait_until(lambda: runs.count_documents({"job_id": job.id}), 10, "the handler to start")
     os.kill(victim, signal.SIGKILL)
     killed_at = time.monotonic()
     wait_until(lambda: (c := sup.children()) and victim not in c, 5, "a new consumer")
@@ -41,7 +43,7 @@ def test_kill9_mid_job_replaces_child_within_a_second_and_the_job_reruns(
     by_id = {"_id": ObjectId(done.id)}
     raw = store.jobs.find_one(by_id) or store.done.find_one(by_id)
     assert raw is not None and raw["last_crash"]["signal"] == signal.SIGKILL
-    assert store.db["bench_runs"].count_documents({"job_id": job.id}) == 2
+    assert runs.count_documents({"job_id": job.id}) == 2
 
 
 def test_job_that_kills_its_consumer_is_buried_as_poison_while_others_complete(
