@@ -196,15 +196,17 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     try:
         env = _environment(tmp, db.uri("e2e"))
         api_port, supervisor_port = localdb.free_port(), localdb.free_port()
-        api_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "api-metrics")}
-        (tmp / "api-metrics").mkdir()
+        api_env = {
+            **env,
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "api-metrics"),
+            "API_BIND": f"127.0.0.1:{api_port}",
+            "API_WORKERS": str(API_WORKERS),
+        }
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        # Exactly the documented command; everything else comes from the environment.
         processes.start(
-            "api",
-            [gunicorn, "-c", str(DEPLOY / "gunicorn.conf.py"), "api.wsgi:app",
-             "--bind", f"127.0.0.1:{api_port}", "--workers", str(API_WORKERS)],
-            api_env,
-        )  # fmt: skip
+            "api", [gunicorn, "-c", str(DEPLOY / "gunicorn.conf.py"), "api.wsgi:app"], api_env
+        )
         supervisor_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp / "supervisor-metrics")}
         processes.start(
             "supervisor",
@@ -427,8 +429,7 @@ def test_prometheus_loaded_every_alert_rule(system: System) -> None:
 def test_metrics_output_passes_promtool_check_metrics(system: System, role: str) -> None:
     """The role's /metrics text passes `promtool check metrics` (naming and format lint)."""
     url = f"{system.api_url}/metrics" if role == "api" else system.supervisor_metrics_url
-    text = scrape(url)
-    assert text, f"{role} /metrics is empty"
+    text = wait_for(f"{role} /metrics to answer", lambda: scrape(url), timeout_s=10)
     result = subprocess.run(
         [tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True,
         timeout=60,
@@ -461,16 +462,23 @@ CATALOGUE = {
 def test_every_catalogued_metric_is_exported_with_samples(system: System, role: str) -> None:
     """Each metric of the role's catalogue appears in its /metrics with at least one sample."""
     url = f"{system.api_url}/metrics" if role == "api" else system.supervisor_metrics_url
-    text = scrape(url)
-    sampled = {
-        line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")
-    }
-    missing = [
-        family
-        for family in CATALOGUE[role]
-        if not sampled & {family, f"{family}_bucket", f"{family}_count"}
-    ]
-    assert not missing, f"{role} /metrics lacks samples of {missing}"
+    missing: list[str] = []
+
+    def complete() -> bool:
+        nonlocal missing
+        lines = scrape(url).splitlines()
+        sampled = {line.split("{")[0].split(" ")[0] for line in lines if not line.startswith("#")}
+        missing = [
+            family
+            for family in CATALOGUE[role]
+            if not sampled & {family, f"{family}_bucket", f"{family}_count"}
+        ]
+        return not missing
+
+    try:
+        wait_for(f"every catalogued metric in {role} /metrics", complete, timeout_s=10)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {role} /metrics lacks samples of {missing}") from None
 
 
 def test_dead_jobs_alert_fires_on_the_live_system(system: System) -> None:
