@@ -74,7 +74,7 @@ def _eligible(queues: list[str], now: datetime, suspects: Suspects) -> Doc:
         ],
     }
     if suspects is Suspects.EXCLUDE:
-        flt["crashes"] = 0
+        flt["crashes"] = {"$not": {"$gt": 0}}  # also a document written without the field
     elif suspects is Suspects.ONLY:
         flt["crashes"] = {"$gt": 0}
     return flt
