@@ -308,12 +308,13 @@ def _state(store: Any, job_id: str) -> str:
 
 
 def _jobs(api_url: str, token: str, store: Any) -> None:
-    """Jobs that succeed, fail until dead, crash until poison; one cancelled before it runs."""
+    """Jobs that succeed, fail until dead, crash until poison; one cancelled, one scheduled."""
     ok = [_submit(api_url, token, "bench.noop", {}) for _ in range(5)]
     failing = _submit(api_url, token, "bench.fail", {})
     crashing = _submit(api_url, token, "bench.crash", {})
     later = _submit(api_url, token, "bench.noop", {}, delay_s=3600)
     assert store.cancel(later) is not None
+    _submit(api_url, token, "bench.noop", {}, delay_s=3600)  # stays pending (scheduled)
     _jobs_succeed(store, ok)
     wait_for("the failing job to go dead", lambda: _state(store, failing) == "dead")
     wait_for("the crashing job to go dead (poison)", lambda: _state(store, crashing) == "dead")
