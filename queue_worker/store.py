@@ -1,5 +1,6 @@
-"""The job store: the only place that talks to the job collections (pymongo lives here, lease.py
-and archive.py hold the write recipes it runs).
+"""The job store: the one facade over the job collections. The write recipes it runs live beside
+it: enqueue.py (new job documents), idempotency.py (keys), lease.py (claim and fenced writes),
+archive.py (moving finished jobs out of `jobs`).
 
 Collections:
     jobs        every pending, running and dead job. Claims scan it, so it is kept small:
