@@ -182,3 +182,24 @@ def test_queue_and_supervisor_accept_the_example_settings() -> None:
     supervisor = load_settings([], _env_example(), cpu_count=2)
     assert supervisor.metrics_port == 9300
     assert supervisor.graceful_timeout_s < 60  # below the unit's TimeoutStopSec
+
+
+def test_prometheus_targets_and_grafana_datasource_match_the_compose_services() -> None:
+    """prometheus.yml scrapes the ports compose configures; Grafana's datasource is the
+    compose Prometheus service."""
+    import yaml
+
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]
+    api_port = compose["api"]["environment"]["API_BIND"].rsplit(":", 1)[1]
+    supervisor_port = compose["supervisor"]["environment"]["SUPERVISOR_METRICS_PORT"]
+    assert compose["supervisor"]["environment"]["SUPERVISOR_METRICS_HOST"] == "0.0.0.0"
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert targets == {"api": [f"api:{api_port}"], "supervisor": [f"supervisor:{supervisor_port}"]}
+    datasource = yaml.safe_load(
+        (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )["datasources"][0]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "127.0.0.1:9090:9090" in compose["prometheus"]["ports"]
