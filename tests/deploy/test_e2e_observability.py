@@ -222,17 +222,16 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
                 "the supervisor's consumers",
                 lambda: f"supervisor_consumers_alive {CONSUMERS}.0" in scrape(supervisor_url),
             )
+            config = tmp / "prometheus.yml"
+            _prometheus_config(config, api_port, supervisor_port)
+            prometheus = start_prometheus(config, tmp / "prometheus-data")
+            wait_for("both targets up", lambda: _targets_up(prometheus) == 2)
+            _drive(api_url, env, db, prometheus)
         except AssertionError as exc:
             raise AssertionError(
                 f"{exc}\n--- api log\n{processes.log('api')}\n"
                 f"--- supervisor log\n{processes.log('supervisor')}"
             ) from None
-        config = tmp / "prometheus.yml"
-        _prometheus_config(config, api_port, supervisor_port)
-        prometheus = start_prometheus(config, tmp / "prometheus-data")
-        wait_for("both targets up", lambda: _targets_up(prometheus) == 2)
-
-        _drive(api_url, env, db, prometheus)
         yield System(prometheus, api_url, supervisor_url)
     finally:
         if prometheus is not None:
