@@ -203,3 +203,19 @@ def test_prometheus_targets_and_grafana_datasource_match_the_compose_services() 
     )["datasources"][0]
     assert datasource["url"] == "http://prometheus:9090"
     assert "127.0.0.1:9090:9090" in compose["prometheus"]["ports"]
+
+
+def test_gunicorn_refuses_to_serve_with_the_example_environment(tmp_path: Path) -> None:
+    """The documented command, run with env.example as is, exits 3 (worker failed to boot)
+    naming the placeholder secret; the API unit does not restart on that status."""
+    env = {**_env_example(), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    env.update(API_BIND="127.0.0.1:0", API_WORKERS="1", PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "deploy/gunicorn.conf.py",
+         "api.wsgi:app"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "placeholder" in result.stderr
+    unit = (DEPLOY / "systemd" / "jobauth-api.service").read_text()
+    assert "\nRestartPreventExitStatus=3 4\n" in unit
