@@ -179,7 +179,9 @@ def test_schemathesis_finds_no_server_errors(api: ApiServer, tmp_path: Path) -> 
             # Logging out would revoke the token the rest of the run uses.
             "--exclude-path-regex", "logout",
             "-H", f"Authorization: Bearer {token}",
-            "--max-examples", "25", "--seed", "4", "--no-shrink", "--workers", "2",
+            "--max-examples", "25", "--seed", "4", "--no-shrink",
+            # One worker: hypothesis parsing lambdas in threads hits a CPython 3.11 AST race.
+            "--workers", "1",
         ],
         cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
