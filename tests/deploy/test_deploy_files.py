@@ -219,3 +219,17 @@ def test_gunicorn_refuses_to_serve_with_the_example_environment(tmp_path: Path) 
     assert "placeholder" in result.stderr
     unit = (DEPLOY / "systemd" / "jobauth-api.service").read_text()
     assert "\nRestartPreventExitStatus=3 4\n" in unit
+
+
+def test_dockerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:
+    """Each COPY source exists and is re-included by deploy/Dockerfile.dockerignore."""
+    sources = re.findall(r"^COPY (\S+) ", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE)
+    allowed = {
+        line.removeprefix("!").rstrip("/")
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert source in allowed, f"{source} is excluded from the build context"
