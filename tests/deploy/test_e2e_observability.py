@@ -32,6 +32,7 @@ import pytest
 import yaml
 from prom_harness import (
     ALERTS,
+    CATALOGUE,
     DEPLOY,
     ROOT,
     PrometheusServer,
@@ -435,27 +436,6 @@ def test_metrics_output_passes_promtool_check_metrics(system: System, role: str)
         timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-# The metrics catalogue (README): family name -> the role whose /metrics must export it after
-# the traffic above. queue_jobs_cancelled_total is left out: cancels run in the operator CLI (here:
-# the test process), which nothing scrapes; the dashboard reads cancellations from queue_depth.
-CATALOGUE = {
-    "api": [
-        "http_requests_total", "http_request_duration_seconds", "http_requests_in_flight",
-        "auth_bcrypt_queue_length", "auth_bcrypt_seconds", "db_operation_errors_total",
-        "auth_refresh_reuse_detected_total", "auth_login_failures_total",
-        "auth_rate_limited_total", "queue_jobs_enqueued_total",
-    ],
-    "supervisor": [
-        "supervisor_consumers_alive", "supervisor_consumers_desired", "supervisor_restarts_total",
-        "supervisor_crash_looping_slots", "queue_depth", "queue_oldest_due_job_age_seconds",
-        "queue_stats_up", "queue_stats_scrape_seconds", "queue_jobs_started_total",
-        "queue_jobs_succeeded_total", "queue_jobs_failed_total", "queue_jobs_dead_total",
-        "queue_job_run_seconds", "queue_job_wait_seconds", "queue_leases_lost_total",
-        "queue_jobs_rescued_total", "queue_jobs_released_total", "queue_jobs_poison_total",
-    ],
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("role", ["api", "supervisor"])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 from prom_harness import (
+    CATALOGUE,
     DEPLOY,
+    NOT_CATALOGUED,
     PrometheusServer,
     alert_expressions,
     dashboard_queries,
@@ -123,3 +126,30 @@ def test_dashboard_provisioning_points_at_the_mounted_dashboard_directory() -> N
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
+
+
+def _metric_names(expr: str) -> set[str]:
+    """Names of the series an expression selects (identifiers followed by { or [ or space)."""
+    without_labels = re.sub(r"\{[^}]*\}", "{}", expr)
+    keywords = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
+                "unless", "offset", "bool"}  # fmt: skip
+    names = set(re.findall(r"\b([a-z_][a-z0-9_]*)\b(?!\s*\()", without_labels))
+    labels = set(re.findall(r"(?:by|without|on|ignoring)\s*\(([^)]*)\)", without_labels))
+    label_names = {name.strip() for group in labels for name in group.split(",")}
+    return {name for name in names - keywords - label_names if "_" in name or name == "up"}
+
+
+def test_dashboard_and_alerts_use_only_catalogued_metrics() -> None:
+    """Every series name in a dashboard query or alert is in the metrics catalogue (histograms
+    via _bucket/_count), so a rename shows up here before any Prometheus runs."""
+    known = set(NOT_CATALOGUED)
+    for families in CATALOGUE.values():
+        for family in families:
+            known |= {family, f"{family}_bucket", f"{family}_count", f"{family}_sum"}
+    used = {
+        name
+        for _, expr in dashboard_queries() + alert_expressions()
+        for name in _metric_names(expr)
+    }
+    assert used, "no metric names found"
+    assert used <= known, f"not in the catalogue: {sorted(used - known)}"
