@@ -249,3 +249,35 @@ def test_a_stalled_database_gives_fast_503s_and_recovers(
         server_db.process.send_signal(signal.SIGCONT)
         api.stop()
         server_db.stop()
+
+
+def test_bcrypt_does_not_block_the_event_loop(mongo_env: dict[str, str]) -> None:
+    """With one gevent worker hashing at cost 12 on one thread, profile reads keep answering
+    quickly while four logins queue for the hash pool."""
+    api = start_api(mongo_env, workers=1, API_BCRYPT_COST="12", API_HASH_THREADS="1")
+    try:
+        token = signup(api)["access_token"]
+        body = {"email": "ada@example.com", "password": PASSWORD}
+        started = time.monotonic()
+        assert api.request("POST", "/users/login", body).status == 200
+        one_login_s = time.monotonic() - started
+        logins_done = threading.Event()
+        durations: list[float] = []
+
+        def profile_reads() -> None:
+            while not logins_done.is_set():
+                started = time.monotonic()
+                assert api.request("GET", "/users/profile", headers=bearer(token)).status == 200
+                durations.append(time.monotonic() - started)
+
+        reader = threading.Thread(target=profile_reads)
+        reader.start()
+        results = parallel(4, lambda: api.request("POST", "/users/login", body))
+        logins_done.set()
+        reader.join(timeout=30)
+        assert [r.status for r in results] == [200] * 4
+        assert len(durations) >= 5
+        # On the event loop, a read would wait out a whole hash at least once; off it, none does.
+        assert max(durations) < one_login_s / 2, (max(durations), one_login_s)
+    finally:
+        api.stop()
