@@ -38,7 +38,8 @@ _PAGE = b"""<!DOCTYPE html>
 </html>
 """
 _INIT = b"""window.onload = function () {
-  window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui" });
+  // validatorUrl null: no badge fetched from validator.swagger.io (no outside requests).
+  window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", validatorUrl: null });
 };
 """
 
