@@ -105,8 +105,8 @@ class AuthService:
         email = normalize_email(body.email) or body.email.strip().lower()
         now = self._clock()
         try:
-            with self._guard.operation("rate_limits.check"):
-                self._limiter.check(email, ip, now=now)
+            with self._guard.operation("rate_limits.acquire"):
+                self._limiter.acquire(email, ip, now=now)
         except RateLimited as exc:
             self._metrics.rate_limited.labels(exc.scope).inc()
             self._metrics.login_failures.labels("rate_limited").inc()
@@ -116,11 +116,14 @@ class AuthService:
         stored_hash = user["password_hash"] if user is not None else None
         if not self._hasher.verify(body.password, stored_hash) or user is None:
             self._metrics.login_failures.labels("bad_credentials").inc()
-            with self._guard.operation("rate_limits.record"):
-                self._limiter.record_failure(email, ip, now=now)
             # One body for unknown email and wrong password: nothing tells them apart.
             raise Unauthorized("Invalid email or password.", code="invalid_credentials")
         user_id: ObjectId = user["_id"]
+        try:
+            with self._guard.operation("rate_limits.release"):
+                self._limiter.release(email, ip, now=now)
+        except ServiceUnavailable:
+            pass  # One extra counted attempt is harmless; failing a good login is not.
         if not user.get("welcome_enqueued", True):
             self._enqueue_welcome(user_id, email, str(user.get("name", "")))
         pair, sid = self._start_session(user_id, version=int(user.get("token_version", 0)), now=now)

@@ -164,6 +164,18 @@ def test_failed_logins_are_rate_limited_per_account_with_retry_after(
     )
 
 
+def test_successful_logins_do_not_use_up_the_failure_budget(client: testing.TestClient) -> None:
+    """Eight good logins in a row all succeed under a limit of 5 failures; failures still count."""
+    signup(client)
+    good = {"email": "ada@example.com", "password": PASSWORD}
+    assert [client.simulate_post("/users/login", json=good).status_code for _ in range(8)] == [
+        200
+    ] * 8
+    bad = {"email": "ada@example.com", "password": "wrong-password"}
+    statuses = [client.simulate_post("/users/login", json=bad).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+
+
 def test_failed_logins_are_rate_limited_per_ip_across_accounts(client: testing.TestClient) -> None:
     """One IP failing against many accounts is limited after 8 failures (429)."""
     statuses = [

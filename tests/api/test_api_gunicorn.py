@@ -108,6 +108,15 @@ def test_the_failed_login_limit_is_shared_by_all_workers(api: ApiServer) -> None
     assert int(limited.headers["retry-after"]) >= 1
 
 
+def test_parallel_wrong_logins_cannot_exceed_the_limit(api: ApiServer) -> None:
+    """Attempts are counted before the password check: of 20 concurrent wrong logins against a
+    limit of 4, exactly 4 are checked (401) and 16 are refused (429)."""
+    signup(api)
+    wrong = {"email": "ada@example.com", "password": "not-the-password"}
+    results = parallel(20, lambda: api.request("POST", "/users/login", wrong))
+    assert sorted(r.status for r in results) == [401] * 4 + [429] * 16
+
+
 def test_twenty_parallel_refreshes_with_one_token_yield_exactly_one_200(api: ApiServer) -> None:
     """Rotation is one compare-and-set: of 20 concurrent refreshes exactly one succeeds."""
     token = signup(api)["refresh_token"]
