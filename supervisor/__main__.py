@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("supervisor")
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+PREFLIGHT_POLL_S = 0.05
 PREFLIGHT_MESSAGES = {
     ExitCode.USAGE: "configuration error",
     ExitCode.BOOT_FAILURE: "consumers cannot boot",
@@ -76,12 +80,31 @@ def preflight(settings: SupervisorSettings, ops: OsProcessOps) -> tuple[int, str
 
         return check(note, settings)
 
-    pid = ops.fork(target)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
+    stop: list[int] = []
+    previous = {s: signal.signal(s, lambda n, f: stop.append(n)) for s in STOP_SIGNALS}
+    try:
+        pid = ops.fork(target)
+        # Poll, so TERM/INT during a long database wait stops the check instead of waiting it out.
+        while (status := _exited(pid)) is None:
+            if stop:
+                ops.kill(pid, signal.SIGKILL)
+                _, status = os.waitpid(pid, 0)
+                break
+            time.sleep(PREFLIGHT_POLL_S)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     message = note.note()
     note.close()
+    if stop:
+        return ExitCode.OK, f"stopped by {signal.Signals(stop[0]).name} during start-up"
+    code = os.waitstatus_to_exitcode(status)
     return (code if code >= 0 else ExitCode.FAILURE), message
+
+
+def _exited(pid: int) -> int | None:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    return status if done else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         ops = OsProcessOps()
         code, message = preflight(settings, ops)
+        if code == ExitCode.OK and message:
+            log.info("%s", message)  # stopped while starting: nothing to drain
+            return code
         if code != ExitCode.OK:
             what = PREFLIGHT_MESSAGES.get(
                 ExitCode(code) if code in ExitCode._value2member_map_ else ExitCode.FAILURE,

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import localdb
-from supervisor_harness import ROOT, Supervisor
+import psutil  # type: ignore[import-untyped]
+from supervisor_harness import ROOT, Supervisor, wait_until
 
 from supervisor.settings import OPTIONS, load_settings
 
@@ -110,3 +111,23 @@ def test_unreachable_database_gives_up_after_the_bounded_wait(
     assert time.monotonic() - started < 15
     assert "database unreachable" in sup.output()
     assert sup.children() == []
+
+
+def test_sigterm_while_waiting_for_the_database_stops_at_once(
+    start_supervisor: Callable[..., Supervisor],
+) -> None:
+    """TERM during the start-up database wait ends the wait: exit 0 well before --db-wait."""
+    port = localdb.free_port()
+    sup = start_supervisor(
+        "--workers",
+        "1",
+        "--db-wait",
+        "60",
+        env={"MONGODB_URI": f"mongodb://127.0.0.1:{port}/app?directConnection=true"},
+    )
+    wait_until(lambda: psutil.Process(sup.pid).children(), 10, "the preflight child")
+    sent = time.monotonic()
+    sup.signal(signal.SIGTERM)
+    assert sup.wait(10) == 0, sup.output()
+    assert time.monotonic() - sent < 5
+    assert "stopped by SIGTERM during start-up" in sup.output()

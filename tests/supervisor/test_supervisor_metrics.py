@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import localdb
 from supervisor_harness import Supervisor, pid_of_owner, scrape, state_of, wait_until
@@ -21,6 +22,8 @@ def test_metrics_show_depth_and_totals_that_match_the_database(
     port = localdb.free_port()
     done = [store.enqueue("bench.noop") for _ in range(6)]
     later = [store.enqueue("bench.noop", delay_s=3600) for _ in range(3)]
+    # A queue nobody consumes, with a job due for two minutes already.
+    store.enqueue("bench.noop", queue="idle", run_at=datetime.now(UTC) - timedelta(minutes=2))
     sup = start_supervisor("--workers", "2", "--metrics-port", str(port))
     sup.wait_children(2)
     wait_until(
@@ -32,6 +35,9 @@ def test_metrics_show_depth_and_totals_that_match_the_database(
     assert samples['queue_depth{queue="default",state="succeeded"}'] == len(done)
     assert samples['queue_depth{queue="default",state="pending"}'] == len(later)
     assert samples["queue_stats_up"] == 1
+    assert samples['queue_oldest_due_job_age_seconds{queue="default"}'] == 0  # nothing due
+    assert 119 < samples['queue_oldest_due_job_age_seconds{queue="idle"}'] < 180
+    assert samples['queue_depth{queue="idle",state="pending"}'] == 1
     succeeded = sum(v for k, v in samples.items() if k.startswith("queue_jobs_succeeded_total{"))
     assert succeeded == len(done)
     assert samples["supervisor_consumers_alive"] == 2
