@@ -271,6 +271,8 @@ class Master:
                 base_s=s.backoff_base_s,
                 cap_s=s.backoff_cap_s,
             )
+            if self.exporter_slot.crash_looping:
+                log.error("metrics exporter crash-looped: not respawning it until SIGHUP")
 
     # Liveness and deadlines -----------------------------------------------------------------
     def check_children(self, now: float) -> None:
