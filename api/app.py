@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from api.accounts import UserStore
 from api.auth.passwords import HashPool, PasswordHasher
-from api.auth.ratelimit import LoginRateLimiter
+from api.auth.ratelimit import LoginRateLimiter, SignupRateLimiter
 from api.auth.service import AuthService
 from api.auth.sessions import SessionStore
 from api.auth.tokens import TokenCodec
@@ -81,6 +81,10 @@ def create_app(
         max_per_account=settings.login_max_failures_per_account,
         max_per_ip=settings.login_max_failures_per_ip,
     )
+    signup_limiter = SignupRateLimiter(
+        db, window_s=settings.signup_window_s, max_per_ip=settings.signup_max_per_ip
+    )
+    # Both limiters keep their counters in one collection: the login limiter's index serves both.
     _ensure_indexes(users, sessions, limiter, settings.ready_timeout_s)
     pool = hash_pool or HashPool(settings.hash_threads, metrics)
     auth = AuthService(
@@ -88,6 +92,7 @@ def create_app(
         users=users,
         sessions=sessions,
         limiter=limiter,
+        signup_limiter=signup_limiter,
         hasher=PasswordHasher(settings.password_pepper, settings.bcrypt_cost, pool, metrics),
         codec=TokenCodec(
             settings.jwt_keys,
@@ -112,7 +117,7 @@ def create_app(
     app.add_error_handler(Exception, handle_error)
     app.add_error_handler(falcon.HTTPError, handle_error)
     routes: list[tuple[str, object]] = [
-        ("/users/signup", SignupResource(auth)),
+        ("/users/signup", SignupResource(auth, settings.trusted_proxy_hops)),
         ("/users/login", LoginResource(auth, settings.trusted_proxy_hops)),
         ("/users/refresh", RefreshResource(auth)),
         ("/users/logout", LogoutResource(auth)),

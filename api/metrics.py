@@ -78,7 +78,7 @@ class ApiMetrics:
         )
         self.rate_limited = Counter(
             "auth_rate_limited_total",
-            "Requests refused by a rate limit, by scope (account, ip).",
+            "Requests refused by a rate limit, by scope (account, ip, signup_ip).",
             ["scope"],
             registry=r,
         )

@@ -62,6 +62,8 @@ class ApiSettings:
     login_window_s: int = 900
     login_max_failures_per_account: int = 10
     login_max_failures_per_ip: int = 100
+    signup_window_s: int = 3600
+    signup_max_per_ip: int = 20
     submittable_tasks: frozenset[str] = frozenset({"bench.noop", "bench.sleep"})
     ready_timeout_s: float = 1.0
     db_timeout_ms: int = 2000
@@ -100,6 +102,8 @@ class ApiSettings:
                 env, "API_LOGIN_MAX_FAILURES_PER_ACCOUNT", 10, 1, 10**6
             ),
             login_max_failures_per_ip=_int(env, "API_LOGIN_MAX_FAILURES_PER_IP", 100, 1, 10**6),
+            signup_window_s=_int(env, "API_SIGNUP_WINDOW_S", cls.signup_window_s, 1, 86400),
+            signup_max_per_ip=_int(env, "API_SIGNUP_MAX_PER_IP", cls.signup_max_per_ip, 1, 10**6),
             submittable_tasks=_task_list(env.get("API_SUBMITTABLE_TASKS")),
             ready_timeout_s=_int(env, "API_READY_TIMEOUT_MS", 1000, 10, 60000) / 1000,
             db_timeout_ms=_int(env, "API_DB_TIMEOUT_MS", cls.db_timeout_ms, 10, 600000),

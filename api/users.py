@@ -55,17 +55,20 @@ class SignupResource:
             ok_status=201,
             request=SignupRequest,
             response=TokenResponse,
-            errors=(*_BODY_ERRORS, 409),
+            errors=(*_BODY_ERRORS, 409, 429),
             description="The email is trimmed and compared case-insensitively. "
-            "Passwords: 8-128 characters, not on the common-password list.",
+            "Passwords: 8-128 characters, not on the common-password list. "
+            "Sign-ups are limited per client IP (429 with Retry-After).",
         )
     }
 
-    def __init__(self, auth: AuthService) -> None:
+    def __init__(self, auth: AuthService, trusted_proxy_hops: int) -> None:
         self._auth = auth
+        self._hops = trusted_proxy_hops
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        pair = self._auth.signup(decode(req.context.body, SignupRequest))
+        body = decode(req.context.body, SignupRequest)
+        pair = self._auth.signup(body, ip=client_ip(req, self._hops))
         send_tokens(resp, pair, 201)
 
 

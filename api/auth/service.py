@@ -22,7 +22,7 @@ from bson import ObjectId
 
 from api.accounts import UserStore, normalize_email, parse_user_id
 from api.auth.passwords import PasswordHasher, check_policy
-from api.auth.ratelimit import LoginRateLimiter
+from api.auth.ratelimit import LoginRateLimiter, SignupRateLimiter
 from api.auth.sessions import Rotation, SessionStore, new_session_id
 from api.auth.tokens import Claims, TokenCodec
 from api.database import DatabaseGuard
@@ -63,6 +63,7 @@ class AuthService:
         users: UserStore,
         sessions: SessionStore,
         limiter: LoginRateLimiter,
+        signup_limiter: SignupRateLimiter,
         hasher: PasswordHasher,
         codec: TokenCodec,
         events: JobStore,
@@ -74,6 +75,7 @@ class AuthService:
         self._users = users
         self._sessions = sessions
         self._limiter = limiter
+        self._signup_limiter = signup_limiter
         self._hasher = hasher
         self._codec = codec
         self._events = events
@@ -81,8 +83,8 @@ class AuthService:
         self._metrics = metrics
         self._clock = clock
 
-    def signup(self, body: SignupRequest) -> TokenPair:
-        """Create an account and start its first session."""
+    def signup(self, body: SignupRequest, *, ip: str) -> TokenPair:
+        """Create an account and start its first session (rate-limited per IP)."""
         email = normalize_email(body.email)
         name = body.name.strip()
         if email is None:
@@ -90,8 +92,16 @@ class AuthService:
         if not name:
             raise ValidationFailed("The name must not be blank.", code="invalid_name")
         check_policy(body.password)
-        password_hash = self._hasher.hash(body.password)
         now = self._clock()
+        # Counted after the cheap checks, before the hash: only attempts that cost bcrypt
+        # (a taken email included) use up the IP's budget.
+        try:
+            with self._guard.operation("rate_limits.acquire"):
+                self._signup_limiter.acquire(ip, now=now)
+        except RateLimited as exc:
+            self._metrics.rate_limited.labels(exc.scope).inc()
+            raise
+        password_hash = self._hasher.hash(body.password)
         with self._guard.operation("users.insert"):
             user_id = self._users.create(
                 name=name, email=email, age=body.age, password_hash=password_hash, now=now

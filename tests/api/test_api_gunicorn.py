@@ -117,6 +117,28 @@ def test_parallel_wrong_logins_cannot_exceed_the_limit(api: ApiServer) -> None:
     assert sorted(r.status for r in results) == [401] * 4 + [429] * 16
 
 
+def test_the_signup_limit_is_shared_by_all_workers(api: ApiServer, db: Database) -> None:
+    """Sign-ups counted by any worker add up: of 26 concurrent sign-ups from one IP under the
+    default limit of 20, exactly 20 create accounts and 6 get 429 with Retry-After."""
+
+    def one(index: int) -> Response:
+        body = {"name": "Ada", "email": f"u{index}@example.com", "password": PASSWORD}
+        return api.request("POST", "/users/signup", body)
+
+    counter = iter(range(26))
+    lock = threading.Lock()
+
+    def next_signup() -> Response:
+        with lock:
+            index = next(counter)
+        return one(index)
+
+    results = parallel(26, next_signup)
+    assert sorted(r.status for r in results) == [201] * 20 + [429] * 6
+    assert all(int(r.headers["retry-after"]) >= 1 for r in results if r.status == 429)
+    assert db["users"].count_documents({}) == 20
+
+
 def test_twenty_parallel_refreshes_with_one_token_yield_exactly_one_200(api: ApiServer) -> None:
     """Rotation is one compare-and-set: of 20 concurrent refreshes exactly one succeeds."""
     token = signup(api)["refresh_token"]
