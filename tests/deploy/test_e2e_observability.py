@@ -311,12 +311,15 @@ def _jobs(api_url: str, token: str, store: Any) -> None:
     """Jobs that succeed, fail until dead, crash until poison; one cancelled, one scheduled."""
     ok = [_submit(api_url, token, "bench.noop", {}) for _ in range(5)]
     failing = _submit(api_url, token, "bench.fail", {})
-    crashing = _submit(api_url, token, "bench.crash", {})
     later = _submit(api_url, token, "bench.noop", {}, delay_s=3600)
     assert store.cancel(later) is not None
     _submit(api_url, token, "bench.noop", {}, delay_s=3600)  # stays pending (scheduled)
     _jobs_succeed(store, ok)
     wait_for("the failing job to go dead", lambda: _state(store, failing) == "dead")
+    assert store.get(failing).dead_reason == "exhausted"
+    # Only now: a crash releases (and counts a crash on) every job its process holds, so a job
+    # sharing the consumer with the crasher twice would go dead as poison too.
+    crashing = _submit(api_url, token, "bench.crash", {})
     wait_for("the crashing job to go dead (poison)", lambda: _state(store, crashing) == "dead")
     assert store.get(crashing).dead_reason == "poison"
 
