@@ -11,16 +11,20 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+import bson
 import falcon
 
 from api.auth.service import Principal
 from api.database import DatabaseGuard
-from api.errors import NotFound, ValidationFailed
+from api.errors import NotFound, PayloadTooLarge, ValidationFailed
 from api.openapi import Operation
 from api.schemas import JobAccepted, JobRequest, JobStatus, decode, send
 from queue_worker import InvalidJobError, JobStore
 
 MAX_PAYLOAD_DEPTH = 32
+# A job document must fit MongoDB's 16 MiB limit with room for its other fields. JSON can grow
+# about sixfold as BSON (array indexes become keys), so the body limit alone does not ensure it.
+MAX_PAYLOAD_BSON_BYTES = (16 << 20) - (64 << 10)
 
 
 class JobsResource:
@@ -47,6 +51,8 @@ class JobsResource:
         if body.task not in self._allowed:
             raise ValidationFailed("This task cannot be submitted.", code="task_not_allowed")
         check_payload(body.payload)
+        if len(bson.encode(body.payload)) > MAX_PAYLOAD_BSON_BYTES:
+            raise PayloadTooLarge("The payload is too large to store.")
         principal: Principal = req.context.principal
         owner = str(principal.user_id)
         key = f"{owner}:{body.idempotency_key}" if body.idempotency_key is not None else None

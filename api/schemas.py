@@ -17,7 +17,8 @@ from api.errors import BadRequest, ValidationFailed
 
 T = TypeVar("T")
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+# No control characters: names go into mail headers and logs, where CR/LF or NUL would inject.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
 # Surrounding blanks are allowed (the address is trimmed); inside, no blanks or controls.
 EMAIL_PATTERN = r"^\s*[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\s*$"
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
@@ -126,8 +127,13 @@ def decode(body: bytes, model: type[T]) -> T:
         return msgspec.json.decode(body, type=model)
     except msgspec.ValidationError as exc:
         raise ValidationFailed(str(exc)) from None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        # msgspec lets invalid UTF-8 inside strings escape as UnicodeDecodeError.
         raise BadRequest("The body is not valid JSON.", code="malformed_json") from None
+    except RecursionError:
+        # Free-form fields (a job's payload) recurse per nesting level; a small body of
+        # thousands of brackets reaches the interpreter's limit before any schema check.
+        raise ValidationFailed("The body is nested too deeply.", code="nested_too_deeply") from None
 
 
 def send(resp: falcon.Response, body: msgspec.Struct, status: int = 200) -> None:
