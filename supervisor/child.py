@@ -154,7 +154,9 @@ class ConsumerLoop:
     def run(self) -> int:
         """Tick until an exit code comes out."""
         while (code := self.tick(datetime.now(UTC))) is None:
-            time.sleep(PASS_WAIT_S)
+            # Wakes as soon as a job finishes, so a freed slot claims again at once; signals
+            # only set flags, so PASS_WAIT_S bounds how late one is noticed.
+            self.consumer.wait_for_work(datetime.now(UTC), max_s=PASS_WAIT_S)
         return code
 
 
