@@ -181,6 +181,18 @@ def test_a_small_chunked_body_is_read_normally(api: ApiServer) -> None:
     conn.close()
 
 
+def test_bodies_that_broke_the_decoder_are_4xx_in_a_gevent_worker(api: ApiServer) -> None:
+    """In a greenlet too, 30,000 levels of nesting in a job payload (within the 64 KiB limit)
+    are 422 and invalid UTF-8 is 400: neither kills the request with a 500."""
+    token = signup(api)["access_token"]
+    deep = b'{"task": "bench.noop", "payload": {"a": ' + b"[" * 30000 + b"]" * 30000 + b"}}"
+    nested = api.request("POST", "/jobs", deep, headers=bearer(token))
+    assert nested.status == 422 and nested.json["error"]["code"] == "nested_too_deeply"
+    broken = api.request("POST", "/users/login", b'{"email": "\xff", "password": "p"}')
+    assert broken.status == 400 and broken.json["error"]["code"] == "malformed_json"
+    assert api.request("GET", "/healthz").status == 200
+
+
 def test_metrics_are_aggregated_over_all_workers(api: ApiServer) -> None:
     """/metrics counts every request whichever worker served it or the scrape."""
     for _ in range(30):
