@@ -58,10 +58,15 @@ def main() -> int:
             env["MONGODB_URI"] = database.uri()
             print(f"database   {env['MONGODB_URI']} (local SecantusDB, data in var/db)", flush=True)
         started.append(("api", spawn(api_command(), env, "API_METRICS_DIR", "api")))
-        started.append(("supervisor", spawn(supervisor_command(), env, "SUPERVISOR_METRICS_DIR", "supervisor")))
+        started.append(
+            ("supervisor", spawn(supervisor_command(), env, "SUPERVISOR_METRICS_DIR", "supervisor"))
+        )
         base = f"http://{env['API_BIND']}"
         print(f"api        {base}   docs: {base}/docs   metrics: {base}/metrics", flush=True)
-        print(f"supervisor metrics: http://127.0.0.1:{env['SUPERVISOR_METRICS_PORT']}/metrics", flush=True)
+        print(
+            f"supervisor metrics: http://127.0.0.1:{env['SUPERVISOR_METRICS_PORT']}/metrics",
+            flush=True,
+        )
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
             for name, process in started:
@@ -87,7 +92,9 @@ def supervisor_command() -> list[str]:
     return [str(BIN / "python"), "-m", "supervisor"]
 
 
-def spawn(command: list[str], env: dict[str, str], dir_var: str, role: str) -> subprocess.Popen[bytes]:
+def spawn(
+    command: list[str], env: dict[str, str], dir_var: str, role: str
+) -> subprocess.Popen[bytes]:
     """Start one role in its own session with a clean multiprocess-metrics directory."""
     metrics_dir = VAR / "run" / f"{role}-metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Start and stop the local MongoDB wire-protocol server (SecantusDB) used for development and tests.
+"""Start and stop the local MongoDB wire-protocol server (SecantusDB) for development and tests.
 
 SecantusDB is a development dependency (GPL-2.0-only): it always runs as a separate process and
 is never imported by `api`, `queue_worker` or `supervisor`.
@@ -75,7 +75,9 @@ def start(
     if port is None:
         port = free_port()
     elif not port_is_free(port):
-        raise RuntimeError(f"port {port} is already in use: stop what listens there or pick another")
+        raise RuntimeError(
+            f"port {port} is already in use: stop what listens there or pick another"
+        )
     data_dir = data_dir or ROOT / "var" / f"db-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_path or data_dir.parent / f"{data_dir.name}.log"
@@ -83,10 +85,14 @@ def start(
         process = subprocess.Popen(
             [
                 str(SERVER_BIN),
-                "--host", "127.0.0.1",
-                "--port", str(port),
-                "--storage-path", str(data_dir),
-                "--log-level", "WARNING",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--storage-path",
+                str(data_dir),
+                "--log-level",
+                "WARNING",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -115,9 +121,10 @@ def wait_for_ping(uri: str, process: subprocess.Popen[bytes] | None, timeout_s: 
             try:
                 client.admin.command("ping")
                 return
-            except PyMongoError:
+            except PyMongoError as exc:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"local database did not answer ping within {timeout_s}s")
+                    message = f"local database did not answer ping in {timeout_s}s"
+                    raise TimeoutError(message) from exc
                 time.sleep(0.1)
     finally:
         client.close()
@@ -136,11 +143,15 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEO
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("start", help="start a server and keep it running until interrupted")
     run.add_argument("--port", type=int, default=None, help="port (default: a free one)")
-    run.add_argument("--data-dir", type=Path, default=None, help="data directory (default: var/db-PORT)")
+    run.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (default: var/db-PORT)"
+    )
     args = parser.parse_args(argv)
     db = start(args.port, args.data_dir)
     print(db.uri(), flush=True)

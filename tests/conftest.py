@@ -13,11 +13,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import localdb
 import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
-
-import localdb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +51,9 @@ def db_name() -> str:
 
 
 @pytest.fixture
-def db(mongo_client: MongoClient[dict[str, object]], db_name: str) -> Iterator[Database[dict[str, object]]]:
+def db(
+    mongo_client: MongoClient[dict[str, object]], db_name: str
+) -> Iterator[Database[dict[str, object]]]:
     """A fresh, empty database on the session's server, dropped after the test."""
     yield mongo_client[db_name]
     mongo_client.drop_database(db_name)
