@@ -38,6 +38,8 @@ def main() -> int:
     env.setdefault("PYTHONPATH", str(ROOT))
     env.setdefault("API_BIND", "127.0.0.1:8000")
     env.setdefault("SUPERVISOR_METRICS_PORT", "9100")
+    # The API's default submittable tasks are the bench tasks; let local consumers run them.
+    env.setdefault("QUEUE_ENABLE_BENCH_TASKS", "1")
 
     stopping = False
 
