@@ -40,6 +40,8 @@ from pymongo.errors import PyMongoError
 
 POLL_S = 0.1
 COUNT_EVERY_S = 1.0
+COUNT_NEAR_MARK_S = 0.1
+NEAR_MARK = 0.2
 REPORT_EVERY_S = 10.0
 ENQUEUE_BATCH = 200
 
@@ -210,7 +212,9 @@ class ChaosRun:
             # Counting scans the claimed collection: once a second, not on every kill tick.
             left = self.unfinished() if now >= next_count else None
             if left is not None:
-                next_count = now + COUNT_EVERY_S
+                # Near a mark, count often: a fast stretch must not jump past it unseen.
+                near = self.term_due and 1 - left / total >= self.config.term_at - NEAR_MARK
+                next_count = now + (COUNT_NEAR_MARK_S if near else COUNT_EVERY_S)
                 if left == 0:
                     self.timeline.finished_s = self.elapsed()
                     return
@@ -318,6 +322,8 @@ def problems(timeline: Timeline) -> list[str]:
         found.append(f"supervisor exited {timeline.term_exit_code} after SIGTERM (want 0)")
     if timeline.running_after_term:
         found.append(f"{timeline.running_after_term} jobs still running after the SIGTERM drain")
+    if timeline.term_sent_s is None:
+        found.append("the run finished before the SIGTERM phase (raise --jobs or lower --term-at)")
     if timeline.finished_s is None:
         found.append("the run ended before every job finished")
     return found
