@@ -8,6 +8,8 @@ before any worker starts: values are then written per process to that directory 
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -17,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from queue_worker.process_metrics import ProcessTreeCollector
 
 _LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BCRYPT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
@@ -88,5 +92,7 @@ class ApiMetrics:
         if multiproc_dir:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
+            # Multiprocess mode means gunicorn: our parent is its master, the tree's root.
+            registry.register(ProcessTreeCollector(os.getppid()))
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

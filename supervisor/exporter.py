@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from queue_worker import admin
+from queue_worker.process_metrics import ProcessTreeCollector
 from queue_worker.store import JobStore
 from supervisor.bootstrap import open_store, queue_settings
 from supervisor.errors import ExitCode
@@ -54,6 +55,7 @@ def run_exporter(settings: SupervisorSettings, liveness: LivenessLink) -> int:
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     registry.register(QueueStatsCollector(lambda: read_queue_stats(store)))
+    registry.register(ProcessTreeCollector(master))
     try:
         server, _thread = start_http_server(
             settings.metrics_port, addr=settings.metrics_host, registry=registry

@@ -44,7 +44,8 @@ CATALOGUE: dict[str, list[str]] = {
         "queue_jobs_rescued_total", "queue_jobs_released_total", "queue_jobs_poison_total",
     ],
 }  # fmt: skip
-# Series Prometheus makes itself, or that the roles do not export yet (process_*).
+# Series Prometheus makes itself, and the standard process_* names (both roles report their
+# whole process tree under them: queue_worker/process_metrics.py).
 NOT_CATALOGUED = {
     "up", "scrape_duration_seconds", "process_resident_memory_bytes", "process_cpu_seconds_total",
     "process_open_fds", "process_start_time_seconds",

@@ -381,15 +381,8 @@ def _numbers(answer: dict[str, Any]) -> list[float]:
     return [float(sample["value"][1]) for sample in data["result"]]
 
 
-# Neither role exports process_* metrics yet: in multiprocess mode their /metrics registries hold
-# only a MultiProcessCollector. Strict: once they do, these pass and the mark must go.
-MISSING_PROCESS_METRICS = pytest.mark.xfail(
-    strict=True, reason="api and supervisor /metrics have no process_* collector yet"
-)
 DASHBOARD_QUERIES = [
-    pytest.param(title, expr, id=f"{index}-{title}", marks=MISSING_PROCESS_METRICS)
-    if "process_" in expr
-    else pytest.param(title, expr, id=f"{index}-{title}")
+    pytest.param(title, expr, id=f"{index}-{title}")
     for index, (title, expr) in enumerate(dashboard_queries())
 ]
 
