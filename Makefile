@@ -16,7 +16,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) scripts/devrun.py
 
+# The deploy tests run promtool and a real Prometheus: Debian's package, installed if missing.
 test: $(STAMP)
+	sh scripts/install_prometheus.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
