@@ -181,15 +181,22 @@ def _pair(a: Any, b: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {"machine": machine(), "sections": args.sections}
-    with queue_bench.database_server() as uri:
-        figures.update(run_queue_sections(uri, args))
-        figures.update(run_api_sections(uri, args))
-    print(table(figures))
+    figures: dict[str, Any] = {"machine": machine(), "sections": args.sections, "errors": {}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    with queue_bench.database_server() as uri:
+        for name, section in (("queue", run_queue_sections), ("api", run_api_sections)):
+            # One broken section must not throw away the figures of the others.
+            try:
+                figures.update(section(uri, args))
+            except Exception as exc:  # noqa: BLE001 - reported in the output and exit code
+                figures["errors"][name] = f"{type(exc).__name__}: {exc}"
+                queue_bench.progress(f"{name} sections failed: {exc}")
+            args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(table(figures))
+    for name, error in figures["errors"].items():
+        print(f"ERROR in {name}: {error}")
     print(json.dumps(figures), flush=True)
-    return 0
+    return 1 if figures["errors"] else 0
 
 
 if __name__ == "__main__":
