@@ -28,12 +28,16 @@ INSTALL_HINT = "run scripts/install_prometheus.sh (as root) to install Debian's 
 # The metrics catalogue (README): role -> the families its /metrics must export after the
 # end-to-end run's traffic. queue_jobs_cancelled_total is left out: cancels run in the operator
 # CLI (here: the test process), which nothing scrapes; the dashboard reads them from queue_depth.
+PROCESS_TREE = [
+    "process_cpu_seconds_total", "process_start_time_seconds", "process_resident_memory_bytes",
+    "process_open_fds", "process_tree_processes",
+]  # fmt: skip
 CATALOGUE: dict[str, list[str]] = {
     "api": [
         "http_requests_total", "http_request_duration_seconds", "http_requests_in_flight",
         "auth_bcrypt_queue_length", "auth_bcrypt_seconds", "db_operation_errors_total",
         "auth_refresh_reuse_detected_total", "auth_login_failures_total",
-        "auth_rate_limited_total", "queue_jobs_enqueued_total",
+        "auth_rate_limited_total", "queue_jobs_enqueued_total", *PROCESS_TREE,
     ],
     "supervisor": [
         "supervisor_consumers_alive", "supervisor_consumers_desired", "supervisor_restarts_total",
@@ -42,14 +46,11 @@ CATALOGUE: dict[str, list[str]] = {
         "queue_jobs_succeeded_total", "queue_jobs_failed_total", "queue_jobs_dead_total",
         "queue_job_run_seconds", "queue_job_wait_seconds", "queue_leases_lost_total",
         "queue_jobs_rescued_total", "queue_jobs_released_total", "queue_jobs_poison_total",
+        *PROCESS_TREE,
     ],
 }  # fmt: skip
-# Series Prometheus makes itself, and the standard process_* names (both roles report their
-# whole process tree under them: queue_worker/process_metrics.py).
-NOT_CATALOGUED = {
-    "up", "scrape_duration_seconds", "process_resident_memory_bytes", "process_cpu_seconds_total",
-    "process_open_fds", "process_start_time_seconds",
-}  # fmt: skip
+# Series Prometheus makes itself.
+NOT_CATALOGUED = {"up", "scrape_duration_seconds"}
 # Grafana's interval variables, replaced by a fixed window when a query runs outside Grafana.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "15s", "$__range": "1h"}
 
