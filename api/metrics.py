@@ -3,7 +3,8 @@
 Metric objects live on an `ApiMetrics` instance bound to a registry, so each app (and each
 test) gets its own. Under gunicorn, `deploy/gunicorn.conf.py` sets PROMETHEUS_MULTIPROC_DIR
 before any worker starts: values are then written per process to that directory and the
-/metrics endpoint aggregates all workers with a MultiProcessCollector at scrape time.
+/metrics endpoint aggregates all workers with a MultiProcessCollector at scrape time, under the
+lock that keeps it consistent with the compaction of dead workers' files.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
 
+from queue_worker.metrics_files import LockedMultiProcessCollector
 from queue_worker.process_metrics import ProcessTreeCollector
 
 _LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -91,7 +92,8 @@ class ApiMetrics:
         """Return the text exposition and its content type (all workers when multiprocess)."""
         if multiproc_dir:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=multiproc_dir)  # type: ignore[no-untyped-call]
+            # Locked: a worker's files being folded into the archive are never read twice.
+            registry.register(LockedMultiProcessCollector(multiproc_dir))
             # Multiprocess mode means gunicorn: our parent is its master, the tree's root.
             registry.register(ProcessTreeCollector(os.getppid()))
             return generate_latest(registry), CONTENT_TYPE_LATEST

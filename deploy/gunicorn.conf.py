@@ -17,7 +17,9 @@ from the environment:
     PROMETHEUS_MULTIPROC_DIR a fresh temporary directory when unset
 
 Prometheus multiprocess mode: the directory is chosen and emptied here, in the master, before
-any worker imports prometheus_client; a dead worker's live gauges are dropped in child_exit.
+any worker imports prometheus_client. In child_exit a dead worker's live gauges are dropped and
+its counters and histograms are folded into the directory's archive files
+(queue_worker.metrics_files), so scrape time does not grow with worker restarts.
 """
 
 from __future__ import annotations
@@ -68,15 +70,25 @@ def _multiproc_dir() -> str:
 def on_starting(server: Any) -> None:
     """Empty the metrics directory: files of an earlier run would be summed in."""
     path = _multiproc_dir()
-    shutil.rmtree(path, ignore_errors=True)
+    # Emptied, not re-created: systemd's RuntimeDirectory is made by root for the service user,
+    # who may not be allowed to create it again.
     os.makedirs(path, exist_ok=True)
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop the live gauges of a worker that exited (its counters stay summed in)."""
+    """Drop a dead worker's live gauges and fold its counters into the archive files."""
     from prometheus_client import multiprocess
 
+    from queue_worker.metrics_files import archive_dead_process
+
     multiprocess.mark_process_dead(worker.pid)
+    archive_dead_process(worker.pid)
 
 
 def on_exit(server: Any) -> None:

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 import setproctitle
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from queue_worker import admin
+from queue_worker.metrics_files import LockedMultiProcessCollector
 from queue_worker.process_metrics import ProcessTreeCollector
 from queue_worker.store import JobStore
 from supervisor.bootstrap import open_store, queue_settings
@@ -53,7 +53,8 @@ def run_exporter(settings: SupervisorSettings, liveness: LivenessLink) -> int:
     master = os.getppid()
     client, store = open_store(queue_settings(), "supervisor-exporter", timeout_ms=2000, pool=2)
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    # Locked: a consumer's files being folded into the archive are never read twice.
+    registry.register(LockedMultiProcessCollector())
     registry.register(QueueStatsCollector(lambda: read_queue_stats(store)))
     registry.register(ProcessTreeCollector(master))
     try:
