@@ -1,6 +1,6 @@
 """`make loadtest`: a headless Locust run against the whole service, failing on thresholds.
 
-    python loadtests/loadtest.py [--users 20] [--spawn-rate 5] [--run-time 60s]
+    python loadtests/loadtest.py [--users 10] [--spawn-rate 2] [--run-time 60s]
                                  [--host URL] [--classes MixedUser ...] [-- locust options]
 
 Without --host it starts a local database, the API under gunicorn and the supervisor (bench
@@ -31,8 +31,8 @@ LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=20)
-    parser.add_argument("--spawn-rate", type=float, default=5.0)
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--spawn-rate", type=float, default=2.0)
     parser.add_argument("--run-time", default="60s")
     parser.add_argument("--host", default=None, help="test this API instead of starting one")
     parser.add_argument("--classes", nargs="*", default=["MixedUser"], help="user classes")
