@@ -69,16 +69,9 @@ def _multiproc_dir() -> str:
 
 def on_starting(server: Any) -> None:
     """Empty the metrics directory: files of an earlier run would be summed in."""
-    path = _multiproc_dir()
-    # Emptied, not re-created: systemd's RuntimeDirectory is made by root for the service user,
-    # who may not be allowed to create it again.
-    os.makedirs(path, exist_ok=True)
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                os.unlink(entry.path)
+    from queue_worker.metrics_files import reset_directory
+
+    reset_directory(_multiproc_dir())
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -36,6 +36,7 @@ import fcntl
 import glob
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -63,6 +64,19 @@ def multiproc_dir(path: str | None = None) -> str:
     if not path:
         raise ValueError("PROMETHEUS_MULTIPROC_DIR is not set")
     return path
+
+
+def reset_directory(path: str) -> None:
+    """Create `path` if needed and empty it; never re-create it (systemd may own it)."""
+    # Everything goes: a previous run's counters, archives, and a half-done compaction's
+    # `.new`/`.folding` files, which would otherwise be rolled back into this run's totals.
+    os.makedirs(path, exist_ok=True)
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
 
 
 def _open(path: str, name: str) -> int:

@@ -61,10 +61,10 @@ def prepare_metrics_dir(env: dict[str, str] | os._Environ[str]) -> Path | None:
     """Point PROMETHEUS_MULTIPROC_DIR at an empty directory; return it if we created it."""
     given = env.get("PROMETHEUS_MULTIPROC_DIR")
     if given:
-        path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):  # a previous run's counters would be summed into ours
-            stale.unlink()
+        # Imported here: prometheus-client picks its value class from this variable at import.
+        from queue_worker.metrics_files import reset_directory
+
+        reset_directory(given)  # a previous run's counters would be summed into ours
         return None
     created = Path(tempfile.mkdtemp(prefix="supervisor-metrics-"))
     env["PROMETHEUS_MULTIPROC_DIR"] = str(created)
