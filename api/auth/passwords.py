@@ -16,6 +16,7 @@ import base64
 import gzip
 import hashlib
 import hmac
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,20 @@ def check_policy(password: str) -> None:
         raise ValidationFailed("This password is too common.", code="weak_password")
 
 
+HASH_THREAD_NICENESS = 10
+"""Nice value of hashing threads: requests (and a local database) win the CPU over bcrypt."""
+
+
+def _at_low_priority(work: Callable[[], T]) -> T:
+    """Run `work` after lowering this OS thread's CPU priority (on Linux nice is per thread)."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) < HASH_THREAD_NICENESS:
+            os.setpriority(os.PRIO_PROCESS, 0, HASH_THREAD_NICENESS)
+    except OSError:  # not permitted or not supported here: hashing still works, just unniced
+        pass
+    return work()
+
+
 class HashPool:
     """Run blocking hash work on at most `threads` OS threads, off the event loop."""
 
@@ -68,7 +83,7 @@ class HashPool:
         gauge = self._metrics.bcrypt_queue_length
         gauge.inc()
         try:
-            result: T = self._runner()(work)
+            result: T = self._runner()(lambda: _at_low_priority(work))
             return result
         finally:
             gauge.dec()

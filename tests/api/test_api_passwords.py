@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import statistics
 import threading
@@ -10,7 +11,13 @@ import time
 import bcrypt
 import pytest
 
-from api.auth.passwords import HashPool, PasswordHasher, check_policy, common_passwords
+from api.auth.passwords import (
+    HASH_THREAD_NICENESS,
+    HashPool,
+    PasswordHasher,
+    check_policy,
+    common_passwords,
+)
 from api.errors import ValidationFailed
 from api.metrics import ApiMetrics
 
@@ -98,3 +105,15 @@ def test_the_pool_never_runs_more_hashes_than_its_size() -> None:
     pool.close()
     assert 1 <= peak <= 2
     assert metrics.registry.get_sample_value("auth_bcrypt_queue_length") == 0
+
+
+def test_hashing_threads_run_at_lower_cpu_priority_than_requests() -> None:
+    """Pool work runs niced (requests win the CPU during a login storm); the caller is not."""
+    pool = HashPool(1, ApiMetrics())
+    try:
+        caller_nice = os.getpriority(os.PRIO_PROCESS, 0)
+        worker_nice = pool.run(lambda: os.getpriority(os.PRIO_PROCESS, 0))
+        assert worker_nice >= HASH_THREAD_NICENESS > caller_nice
+        assert os.getpriority(os.PRIO_PROCESS, 0) == caller_nice
+    finally:
+        pool.close()
