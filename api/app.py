@@ -86,7 +86,7 @@ def create_app(
     )
     # Both limiters keep their counters in one collection: the login limiter's index serves both.
     _ensure_indexes(users, sessions, limiter, settings.ready_timeout_s)
-    pool = hash_pool or HashPool(settings.hash_threads, metrics)
+    pool = hash_pool or HashPool(settings.hash_threads, metrics, niceness=settings.hash_niceness)
     auth = AuthService(
         settings,
         users=users,

@@ -58,6 +58,7 @@ class ApiSettings:
     session_max_age_s: int = 30 * 86400
     bcrypt_cost: int = 12
     hash_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    hash_niceness: int = 10
     max_body_bytes: int = 64 * 1024
     login_window_s: int = 900
     login_max_failures_per_account: int = 10
@@ -96,6 +97,7 @@ class ApiSettings:
             session_max_age_s=_int(env, "API_SESSION_MAX_AGE_S", cls.session_max_age_s, 60, 10**9),
             bcrypt_cost=_int(env, "API_BCRYPT_COST", cls.bcrypt_cost, 4, 31),
             hash_threads=_int(env, "API_HASH_THREADS", os.cpu_count() or 1, 1, 256),
+            hash_niceness=_int(env, "API_HASH_NICENESS", cls.hash_niceness, 0, 19),
             max_body_bytes=_int(env, "API_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 16 << 20),
             login_window_s=_int(env, "API_LOGIN_WINDOW_S", cls.login_window_s, 1, 86400),
             login_max_failures_per_account=_int(

@@ -54,15 +54,11 @@ def check_policy(password: str) -> None:
         raise ValidationFailed("This password is too common.", code="weak_password")
 
 
-HASH_THREAD_NICENESS = 10
-"""Nice value of hashing threads: requests (and a local database) win the CPU over bcrypt."""
-
-
-def _at_low_priority(work: Callable[[], T]) -> T:
+def _at_niceness(niceness: int, work: Callable[[], T]) -> T:
     """Run `work` after lowering this OS thread's CPU priority (on Linux nice is per thread)."""
     try:
-        if os.getpriority(os.PRIO_PROCESS, 0) < HASH_THREAD_NICENESS:
-            os.setpriority(os.PRIO_PROCESS, 0, HASH_THREAD_NICENESS)
+        if os.getpriority(os.PRIO_PROCESS, 0) < niceness:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
     except OSError:  # not permitted or not supported here: hashing still works, just unniced
         pass
     return work()
@@ -71,8 +67,12 @@ def _at_low_priority(work: Callable[[], T]) -> T:
 class HashPool:
     """Run blocking hash work on at most `threads` OS threads, off the event loop."""
 
-    def __init__(self, threads: int, metrics: ApiMetrics) -> None:
+    def __init__(self, threads: int, metrics: ApiMetrics, *, niceness: int = 10) -> None:
         self._threads = threads
+        # Hashing threads yield the CPU to request handling (and a local database) when both
+        # want it, so cheap requests stay fast during a login storm; logins still use every
+        # idle cycle. The price: under CPU saturation by other requests, logins slow down most.
+        self._niceness = niceness
         self._metrics = metrics
         self._lock = threading.Lock()
         self._run: Callable[[Callable[[], Any]], Any] | None = None
@@ -83,7 +83,7 @@ class HashPool:
         gauge = self._metrics.bcrypt_queue_length
         gauge.inc()
         try:
-            result: T = self._runner()(lambda: _at_low_priority(work))
+            result: T = self._runner()(lambda: _at_niceness(self._niceness, work))
             return result
         finally:
             gauge.dec()

@@ -68,3 +68,11 @@ def test_the_wsgi_module_refuses_to_load_with_a_placeholder_secret() -> None:
     assert result.returncode != 0
     assert "API_PASSWORD_PEPPER" in result.stderr
     assert "changeme" not in result.stderr.replace("API_PASSWORD_PEPPER", "")
+
+
+def test_hash_niceness_defaults_to_10_and_is_bounded() -> None:
+    """Hashing threads are niced by default; a nice value outside 0-19 is refused."""
+    assert ApiSettings.from_env(env_with()).hash_niceness == 10
+    assert ApiSettings.from_env(env_with(API_HASH_NICENESS="0")).hash_niceness == 0
+    with pytest.raises(ApiConfigError):
+        ApiSettings.from_env(env_with(API_HASH_NICENESS="20"))
