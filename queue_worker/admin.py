@@ -111,10 +111,13 @@ def list_jobs(
         collections = [store.jobs, store.done]
     else:
         collections = [store.done if state in TERMINAL_STATES else store.jobs]
+    # By creation time: ObjectIds made in different processes within one second do not sort
+    # in creation order (their middle bytes are per-process random).
+    newest_first = [("created_at", DESCENDING), ("_id", DESCENDING)]
     docs: list[Doc] = []
     for collection in collections:
-        docs.extend(collection.find(query).sort("_id", DESCENDING).limit(limit))
-    docs.sort(key=lambda doc: doc["_id"], reverse=True)
+        docs.extend(collection.find(query).sort(newest_first).limit(limit))
+    docs.sort(key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
     return [Job.from_doc(doc) for doc in docs[:limit]]
 
 

@@ -191,3 +191,13 @@ def test_purge_refuses_live_states(store: JobStore, clock: Clock, state: JobStat
     with pytest.raises(admin.RefusedError, match="refusing"):
         admin.purge(store, state, now=clock.now)
     assert store.jobs.count_documents({}) == 1
+
+
+def test_list_orders_by_creation_time_not_object_id(store: JobStore, db: Database[Any]) -> None:
+    """Newest first means by created_at: ObjectIds from different processes need not agree."""
+    first = store.enqueue("t")
+    second = store.enqueue("t")
+    later = second.created_at + timedelta(seconds=1)
+    db["jobs"].update_one({"_id": ObjectId(first.id)}, {"$set": {"created_at": later}})
+    listed = admin.list_jobs(store, state=JobState.PENDING)
+    assert [job.id for job in listed] == [first.id, second.id]
