@@ -14,23 +14,14 @@ from collections.abc import Mapping
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from queue_worker.builtin import register_bench_tasks
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore, connect, database
-from queue_worker.tasks import TaskRegistry, load_task_modules, registry
+from queue_worker.tasks import registry
 
 
 def queue_settings(env: Mapping[str, str] | None = None) -> QueueSettings:
     """Read the queue settings from the environment (raises ConfigError)."""
     return QueueSettings.from_env(os.environ if env is None else env)
-
-
-def task_registry(settings: QueueSettings) -> TaskRegistry:
-    """Import the configured task modules (raises ConfigError) and return the filled registry."""
-    load_task_modules(settings.task_modules)
-    if settings.enable_bench_tasks:
-        register_bench_tasks(registry)
-    return registry
 
 
 def open_store(

@@ -162,12 +162,13 @@ class ConsumerLoop:
 
 def boot(settings: SupervisorSettings, slot: int) -> tuple[MongoClient[Any], Consumer]:
     """Build settings, tasks, client and consumer; raise on any boot problem."""
+    from queue_worker.builtin import load_tasks
     from queue_worker.consumer import Consumer
     from queue_worker.store import owner_id
-    from supervisor.bootstrap import open_store, queue_settings, task_registry
+    from supervisor.bootstrap import open_store, queue_settings
 
     queue = queue_settings()
-    registry = task_registry(queue)
+    registry = load_tasks(queue)
     concurrency = settings.concurrency or queue.concurrency
     client, store = open_store(queue, f"supervisor-consumer-{slot}", pool=concurrency + 2)
     consumer = Consumer(

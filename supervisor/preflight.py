@@ -11,9 +11,10 @@ import logging
 
 from pymongo.errors import PyMongoError
 
+from queue_worker.builtin import load_tasks
 from queue_worker.errors import ConfigError
 from queue_worker.settings import QueueSettings
-from supervisor.bootstrap import open_store, queue_settings, task_registry, wait_for_database
+from supervisor.bootstrap import open_store, queue_settings, wait_for_database
 from supervisor.errors import ExitCode
 from supervisor.liveness import Liveness
 from supervisor.settings import SupervisorSettings
@@ -30,7 +31,7 @@ def check(liveness: Liveness, supervisor: SupervisorSettings) -> int:
         return ExitCode.USAGE
     warn_if_leases_expire_first(settings, supervisor)
     try:
-        task_registry(settings)
+        load_tasks(settings)
     except Exception as exc:  # noqa: BLE001 - any import-time error is a boot failure to report
         liveness.leave_note(f"cannot load task modules: {type(exc).__name__}: {exc}")
         return ExitCode.BOOT_FAILURE
