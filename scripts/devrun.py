@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -41,14 +39,7 @@ def main() -> int:
     # The API's default submittable tasks are the bench tasks; let local consumers run them.
     env.setdefault("QUEUE_ENABLE_BENCH_TASKS", "1")
 
-    stopping = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop_requested = localdb.catch_stop_signals()
 
     database: localdb.LocalDB | None = None
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -59,10 +50,8 @@ def main() -> int:
             database = localdb.start(port=port, data_dir=VAR / "db", log_path=VAR / "db.log")
             env["MONGODB_URI"] = database.uri()
             print(f"database   {env['MONGODB_URI']} (local SecantusDB, data in var/db)", flush=True)
-        started.append(("api", spawn(api_command(), env, "API_METRICS_DIR", "api")))
-        started.append(
-            ("supervisor", spawn(supervisor_command(), env, "SUPERVISOR_METRICS_DIR", "supervisor"))
-        )
+        started.append(("api", spawn(api_command(), env, "api")))
+        started.append(("supervisor", spawn(supervisor_command(), env, "supervisor")))
         base = f"http://{env['API_BIND']}"
         print(f"api        {base}   docs: {base}/docs   metrics: {base}/metrics", flush=True)
         print(
@@ -70,12 +59,11 @@ def main() -> int:
             flush=True,
         )
         print("Ctrl-C stops everything.", flush=True)
-        while not stopping:
+        while not stop_requested() and code == 0:
             for name, process in started:
                 if process.poll() is not None:
                     print(f"{name} exited with code {process.returncode}; stopping", flush=True)
                     code = 1
-                    stopping = True
             time.sleep(0.2)
     finally:
         for _name, process in reversed(started):
@@ -94,15 +82,10 @@ def supervisor_command() -> list[str]:
     return [str(BIN / "python"), "-m", "supervisor"]
 
 
-def spawn(
-    command: list[str], env: dict[str, str], dir_var: str, role: str
-) -> subprocess.Popen[bytes]:
-    """Start one role in its own session with a clean multiprocess-metrics directory."""
-    metrics_dir = VAR / "run" / f"{role}-metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    role_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
-    role_env.pop(dir_var, None)
+def spawn(command: list[str], env: dict[str, str], role: str) -> subprocess.Popen[bytes]:
+    """Start one role in its own session with its own multiprocess-metrics directory."""
+    # The role empties (and if needed creates) the directory itself at start.
+    role_env = dict(env, PROMETHEUS_MULTIPROC_DIR=str(VAR / "run" / f"{role}-metrics"))
     # Own session: Ctrl-C reaches only this script, which then stops the roles in order.
     return subprocess.Popen(command, env=role_env, start_new_session=True)
 

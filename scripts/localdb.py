@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +143,14 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = STOP_TIMEO
         process.wait()
 
 
+def catch_stop_signals() -> Callable[[], bool]:
+    """Turn SIGINT and SIGTERM into a flag; return a function that reads it."""
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: caught.append(signum))
+    return lambda: bool(caught)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -155,18 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     db = start(args.port, args.data_dir)
     print(db.uri(), flush=True)
-    stopping = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stopping and db.process.poll() is None:
+    stop_requested = catch_stop_signals()
+    while not stop_requested() and db.process.poll() is None:
         time.sleep(0.2)
     db.stop()
-    return 0 if stopping else 1
+    return 0 if stop_requested() else 1
 
 
 if __name__ == "__main__":
