@@ -153,7 +153,8 @@ class ChaosRun:
     def unfinished(self) -> int | None:
         """Return how many jobs are still pending or running (None while the DB is down)."""
         try:
-            return self.db.jobs.count_documents({"state": {"$in": ["pending", "running"]}})
+            live = {"state": {"$in": ["pending", "running"]}}
+            return sum(self.db[name].count_documents(live) for name in ("jobs_backlog", "jobs"))
         except PyMongoError:
             return None
 
@@ -257,7 +258,8 @@ class ChaosRun:
         from bson import ObjectId
 
         wanted = {"_id": {"$in": [ObjectId(i) for i in ids]}}
-        return [*self.db.jobs.find(wanted), *self.db.jobs_done.find(wanted)]
+        names = ("jobs_backlog", "jobs", "jobs_done")
+        return [doc for name in names for doc in self.db[name].find(wanted)]
 
 
 def run(config: ChaosConfig) -> tuple[Verdict, dict[str, Any]]:

@@ -1,9 +1,9 @@
 """Operator queries and commands: stats, list, retry dead jobs, cancel, purge.
 
-Reads look at both collections (`jobs`: pending, running, dead; `jobs_done`: succeeded,
-cancelled). State changes go through the store's compare-and-set transitions (`revive`,
-`cancel`); purge only deletes jobs that are finished for good (succeeded, cancelled, dead), never
-pending or running ones, which a consumer may hold or be about to claim.
+Reads look at every collection (`jobs_backlog`: pending; `jobs`: pending, running, dead;
+`jobs_done`: succeeded, cancelled). State changes go through the store's compare-and-set
+transitions (`revive`, `cancel`); purge only deletes jobs that are finished for good (succeeded,
+cancelled, dead), never pending or running ones, which a consumer may hold or be about to claim.
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ class QueueStats:
 
 
 def stats(store: JobStore, now: datetime) -> QueueStats:
-    """Count jobs per queue and state (both collections) and age the oldest due job per queue."""
+    """Count jobs per queue and state (all collections) and age the oldest due job per queue."""
     counts: dict[str, dict[str, int]] = {}
-    for collection in (store.jobs, store.done):
+    for collection in (store.backlog, store.jobs, store.done):
         pipeline: list[Doc] = [
             {"$group": {"_id": {"queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}}
         ]
@@ -62,11 +62,15 @@ def stats(store: JobStore, now: datetime) -> QueueStats:
             per_queue = counts.setdefault(row["_id"]["queue"], {})
             state = row["_id"]["state"]
             per_queue[state] = per_queue.get(state, 0) + row["n"]
-    return QueueStats(counts=counts, oldest_due_age_s=oldest_due_age_s(store.jobs, now))
+    oldest: dict[str, float] = {}
+    for collection in (store.backlog, store.jobs):
+        for queue, age_s in oldest_due_age_s(collection, now).items():
+            oldest[queue] = max(age_s, oldest.get(queue, 0.0))
+    return QueueStats(counts=counts, oldest_due_age_s=oldest)
 
 
 def oldest_due_age_s(jobs: Collection[Doc], now: datetime) -> dict[str, float]:
-    """Return, per queue, the seconds since the oldest claimable job became due.
+    """Return, per queue, the seconds since the oldest claimable job in `jobs` became due.
 
     Due means pending with run_at <= now, or running with an expired lease (its worker died and
     it waits to be rescued): both are work nobody is doing.
@@ -108,9 +112,13 @@ def list_jobs(
     if queue is not None:
         query["queue"] = queue
     if state is None:
-        collections = [store.jobs, store.done]
+        collections = [store.backlog, store.jobs, store.done]
+    elif state in TERMINAL_STATES:
+        collections = [store.done]
+    elif state is JobState.PENDING:
+        collections = [store.backlog, store.jobs]
     else:
-        collections = [store.done if state in TERMINAL_STATES else store.jobs]
+        collections = [store.jobs]
     # By creation time: ObjectIds made in different processes within one second do not sort
     # in creation order (their middle bytes are per-process random).
     newest_first = [("created_at", DESCENDING), ("_id", DESCENDING)]

@@ -32,6 +32,7 @@ class QueueSettings:
     retention_s: int = 604800
     poison_crashes: int = 3
     concurrency: int = 4
+    promote_batch: int = 32  # jobs moved from the backlog into `jobs` at a time (backlog.py)
     task_modules: tuple[str, ...] = ("queue_worker.builtin",)
     enable_bench_tasks: bool = False
     smtp_host: str = ""
@@ -73,6 +74,7 @@ class QueueSettings:
             retention_s=_number(env, "QUEUE_RETENTION_S", 604800, int, minimum=1),
             poison_crashes=_number(env, "QUEUE_POISON_CRASHES", 3, int, minimum=1),
             concurrency=_number(env, "QUEUE_CONCURRENCY", 4, int, minimum=1),
+            promote_batch=_number(env, "QUEUE_PROMOTE_BATCH", 32, int, minimum=1),
             task_modules=tuple(m.strip() for m in modules.split(",") if m.strip()),
             enable_bench_tasks=_flag(env, "QUEUE_ENABLE_BENCH_TASKS"),
             smtp_host=env.get("SMTP_HOST", "").strip(),

@@ -2,9 +2,12 @@
 it: enqueue.py (new job documents), idempotency.py (keys), lease.py (claim and fenced writes),
 archive.py (moving finished jobs out of `jobs`).
 
-Collections:
-    jobs        every pending, running and dead job. Claims scan it, so it is kept small:
-                succeeded and cancelled jobs leave it for `jobs_done` (see archive.py).
+Collections (a job moves only forward: backlog -> jobs -> jobs_done):
+    jobs_backlog  new jobs without an idempotency key, until promoted in batches (backlog.py).
+    jobs        the claimed collection: promoted and keyed pending jobs, running, retrying and
+                dead ones. Claims scan it on the local server, so it is kept small: new jobs wait
+                in the backlog, and succeeded and cancelled jobs leave for `jobs_done`
+                (archive.py).
     jobs_done   succeeded and cancelled jobs, removed by a TTL index on finished_at
                 (QUEUE_RETENTION_S) on real MongoDB and on the local server alike.
     job_keys    one marker per idempotency key whose job reached jobs_done (TTL like jobs_done),
@@ -31,7 +34,7 @@ from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument, WriteCon
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from queue_worker import archive, lease, metrics
+from queue_worker import archive, backlog, lease, metrics
 from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
 from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
 from queue_worker.job import (
@@ -94,10 +97,12 @@ class JobStore:
         self.registry = registry
         self.clock = clock
         self.jobs: Collection[Doc] = db["jobs"]
+        self.backlog: Collection[Doc] = db["jobs_backlog"]
         self.done: Collection[Doc] = db["jobs_done"]
         self.keys: Collection[Doc] = db["job_keys"]
         journaled = WriteConcern(w=1, j=True)
         self._jobs_j = self.jobs.with_options(write_concern=journaled)
+        self._backlog_j = self.backlog.with_options(write_concern=journaled)
         self._done_j = self.done.with_options(write_concern=journaled)
         self._keyed = KeyedEnqueue(self.jobs, self._jobs_j, self.keys, self.done)
 
@@ -120,6 +125,15 @@ class JobStore:
             name="idempotency_key_unique",
             unique=True,
             partialFilterExpression={"idempotency_key": {"$type": "string"}},
+        )
+        self.backlog.create_index(
+            [
+                ("queue", ASCENDING),
+                ("state", ASCENDING),
+                ("priority", DESCENDING),
+                ("run_at", ASCENDING),
+            ],
+            name="promote_order",
         )
         self.done.create_index([("queue", ASCENDING), ("state", ASCENDING)], name="queue_state")
         for collection in (self.done, self.keys):
@@ -163,12 +177,14 @@ class JobStore:
         return self.enqueue_many([request])[0]
 
     def enqueue_many(self, requests: Iterable[EnqueueRequest | Mapping[str, Any]]) -> list[Job]:
-        """Store many jobs; unkeyed ones in one journaled batch. Returns them in request order."""
+        """Store many jobs; unkeyed ones in one journaled batch into the backlog (backlog.py).
+
+        Returns them in request order."""
         now = to_bson_time(self.clock())
         docs = [self._new_doc(as_request(r), now) for r in requests]
         plain = [d for d in docs if "idempotency_key" not in d]
         if plain:
-            self._jobs_j.insert_many(plain, ordered=True)
+            self._backlog_j.insert_many(plain, ordered=True)
         jobs: list[Job] = []
         for doc in docs:
             if "idempotency_key" in doc:
@@ -189,8 +205,12 @@ class JobStore:
         oid = parse_job_id(job_id)
         if oid is None:
             return None
-        doc = self.jobs.find_one({"_id": oid}) or self.done.find_one({"_id": oid})
-        return Job.from_doc(doc) if doc is not None else None
+        # In the order jobs move, so a job moving meanwhile is found in the next collection.
+        for collection in (self.backlog, self.jobs, self.done):
+            doc = collection.find_one({"_id": oid})
+            if doc is not None:
+                return Job.from_doc(doc)
+        return None
 
     # -- admin transitions -------------------------------------------------------------------
 
@@ -200,16 +220,18 @@ class JobStore:
         if oid is None:
             return None
         before, after = transition(Transition.CANCEL)
-        doc = self._jobs_j.find_one_and_update(
-            {"_id": oid, "state": before.value},
-            {"$set": {"state": after.value, "finished_at": to_bson_time(self.clock())}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            return None
-        metrics.JOBS_CANCELLED.labels(doc["queue"], doc["task"]).inc()
-        self.archive([doc])
-        return Job.from_doc(doc)
+        # The backlog first: a promotion racing us moves the job into `jobs`, where we look next.
+        for source, source_j in ((self.backlog, self._backlog_j), (self.jobs, self._jobs_j)):
+            doc = source_j.find_one_and_update(
+                {"_id": oid, "state": before.value},
+                {"$set": {"state": after.value, "finished_at": to_bson_time(self.clock())}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                metrics.JOBS_CANCELLED.labels(doc["queue"], doc["task"]).inc()
+                archive.move(source, self._done_j, self.keys, [doc])
+                return Job.from_doc(doc)
+        return None
 
     def revive(self, job_id: str) -> Job | None:
         """Send a dead job back to pending with fresh attempts; None if it was not dead."""
@@ -238,14 +260,30 @@ class JobStore:
         now: datetime | None = None,
         suspects: lease.Suspects = lease.Suspects.EXCLUDE,
     ) -> lease.Lease | None:
-        """Atomically take the next due job (or one whose lease expired) for `owner`."""
-        return lease.claim(
+        """Atomically take the next due job (or one whose lease expired) for `owner`.
+
+        When `jobs` has nothing due, the next batch is promoted from the backlog first."""
+        names = list(queues or [self.settings.default_queue])
+        at = to_bson_time(now or self.clock())
+        for _ in range(2):
+            held = lease.claim(
+                self.jobs, owner=owner, queues=names, now=at, lease_s=self.settings.lease_s,
+                suspects=suspects,
+            )  # fmt: skip
+            if held is not None or suspects is lease.Suspects.ONLY:
+                return held  # suspects never wait in the backlog: they were claimed before
+            if not self.promote(names, now=at):
+                return None
+        return None
+
+    def promote(self, queues: Sequence[str] | None = None, *, now: datetime | None = None) -> int:
+        """Move the next batch of due jobs from the backlog into `jobs`; return how many."""
+        return backlog.promote(
+            self.backlog,
             self.jobs,
-            owner=owner,
             queues=list(queues or [self.settings.default_queue]),
             now=to_bson_time(now or self.clock()),
-            lease_s=self.settings.lease_s,
-            suspects=suspects,
+            limit=self.settings.promote_batch,
         )
 
     def heartbeat(self, held: lease.Lease, *, now: datetime | None = None) -> bool:
@@ -306,8 +344,11 @@ class JobStore:
         return archive.move(self.jobs, self._done_j, self.keys, docs)
 
     def archive_finished(self, limit: int = 500) -> int:
-        """Find finished jobs still in `jobs` (a crashed archiver's leftovers) and move them."""
-        return archive.sweep(self.jobs, self._done_j, self.keys, limit=limit)
+        """Find finished jobs left in `jobs` or the backlog (a crashed archiver's) and move them."""
+        return sum(
+            archive.sweep(source, self._done_j, self.keys, limit=limit)
+            for source in (self.jobs, self.backlog)
+        )
 
 
 __all__ = [

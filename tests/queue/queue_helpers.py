@@ -1,12 +1,16 @@
-"""Helpers for the queue core tests (not fixtures): a settable clock, metric deltas, polling."""
+"""Helpers for the queue core tests (not fixtures): a settable clock, metric deltas, polling,
+and views across the backlog and `jobs`."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client import REGISTRY
+
+from queue_worker.store import JobStore
 
 
 class FakeClock:
@@ -35,3 +39,19 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
         time.sleep(0.01)
+
+
+def live_count(store: JobStore, query: Mapping[str, Any] | None = None) -> int:
+    """Count the jobs matching `query` that are not finished: in the backlog and in `jobs`."""
+    flt = dict(query or {})
+    return store.backlog.count_documents(flt) + store.jobs.count_documents(flt)
+
+
+def promote_all(store: JobStore) -> int:
+    """Move every backlog job into `jobs` whatever its run_at, as if all were due; return count."""
+    far = datetime(9999, 1, 1, tzinfo=UTC)
+    queues = list(store.backlog.distinct("queue"))
+    moved = 0
+    while queues and (batch := store.promote(queues, now=far)):
+        moved += batch
+    return moved

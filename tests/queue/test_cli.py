@@ -43,20 +43,20 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = DEADLI
 
 
 def job(db: Database[Any], job_id: str) -> dict[str, Any]:
-    doc = db.jobs.find_one({"_id": ObjectId(job_id)}) or db.jobs_done.find_one(
-        {"_id": ObjectId(job_id)}
-    )
-    assert doc is not None
-    return doc
+    for name in ("jobs_backlog", "jobs", "jobs_done"):
+        doc = db[name].find_one({"_id": ObjectId(job_id)})
+        if doc is not None:
+            return doc
+    raise AssertionError(f"no job {job_id}")
 
 
 def make_dead(db: Database[Any], job_id: str) -> None:
-    """Put a pending job straight into the dead state, as an exhausted job would be."""
-    db.jobs.update_one(
-        {"_id": ObjectId(job_id)},
-        {"$set": {"state": "dead", "dead_reason": "exhausted", "attempts": 5,
-                  "finished_at": db.jobs.find_one({"_id": ObjectId(job_id)})["created_at"]}},  # type: ignore[index]
-    )  # fmt: skip
+    """Put a new (backlog) job straight into `jobs` as dead, as an exhausted job would be."""
+    doc = db.jobs_backlog.find_one_and_delete({"_id": ObjectId(job_id)})
+    assert doc is not None
+    dead = {"state": "dead", "dead_reason": "exhausted", "attempts": 5,
+            "finished_at": doc["created_at"]}  # fmt: skip
+    db.jobs.insert_one(doc | dead)
 
 
 def test_enqueue_prints_the_id_of_a_stored_job(
@@ -184,7 +184,7 @@ def test_bad_arguments_exit_2_and_write_nothing(
         result = int(exc.code or 0)
     assert result == code
     assert message in capsys.readouterr().err
-    assert db.jobs.count_documents({}) == 0
+    assert db.jobs_backlog.count_documents({}) + db.jobs.count_documents({}) == 0
 
 
 @pytest.mark.parametrize("command", ["cancel", "retry"])

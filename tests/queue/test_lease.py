@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import queue_procs
 from bson import ObjectId
-from queue_helpers import FakeClock, metric
+from queue_helpers import FakeClock, metric, promote_all
 
 from queue_worker.job import CrashInfo, DeadReason, JobState
 from queue_worker.lease import Suspects
@@ -180,8 +180,9 @@ def test_crashes_are_counted_and_a_poison_job_goes_dead(job_store: JobStore) -> 
 def test_suspect_filter_modes(job_store: JobStore) -> None:
     """EXCLUDE never returns a suspect, ONLY returns only suspects, ALLOW returns either."""
     suspect = job_store.enqueue("t", priority=5)
-    job_store.jobs.update_one({"_id": ObjectId(suspect.id)}, {"$set": {"crashes": 1}})
     innocent = job_store.enqueue("t")
+    promote_all(job_store)  # a suspect is one that crashed a consumer: it has been claimed
+    job_store.jobs.update_one({"_id": ObjectId(suspect.id)}, {"$set": {"crashes": 1}})
     assert job_store.suspect_due() is True
     held = job_store.claim("w", suspects=Suspects.EXCLUDE)
     assert held is not None and held.job.id == innocent.id

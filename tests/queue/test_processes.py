@@ -69,7 +69,7 @@ def test_three_consumer_processes_run_every_job_exactly_once(
         assert proc.exitcode == 0
     runs = list(job_store.db["runs"].find())
     assert sorted(r["job_id"] for r in runs) == sorted(j.id for j in jobs)
-    assert job_store.jobs.count_documents({}) == 0
+    assert job_store.jobs.count_documents({}) + job_store.backlog.count_documents({}) == 0
     assert job_store.done.count_documents({"state": "succeeded", "attempts": 1}) == 45
 
 
@@ -134,7 +134,8 @@ def test_journaled_enqueues_survive_a_killed_database_server(tmp_path: Path) -> 
         settings = QueueSettings(mongodb_uri=restarted.uri(), mongodb_database="durability")
         client = connect(settings, app_name="durability")
         db: Database[Any] = database(client, settings)
-        assert sorted(str(d["_id"]) for d in db["jobs"].find({}, {"_id": 1})) == sorted(ids)
+        stored = db["jobs_backlog"].find({}, {"_id": 1})
+        assert sorted(str(d["_id"]) for d in stored) == sorted(ids)
         client.close()
     finally:
         restarted.stop()

@@ -73,7 +73,7 @@ def test_non_retryable_failure_goes_dead_at_once(job_store: JobStore) -> None:
 def test_backoff_respects_the_configured_cap(job_store: JobStore, fake_clock: FakeClock) -> None:
     """With many attempts left, the delay never exceeds backoff_cap_s."""
     job = job_store.enqueue("t", max_attempts=50)
-    job_store.jobs.update_one({"task": "t"}, {"$set": {"attempts": 30}})
+    job_store.backlog.update_one({"task": "t"}, {"$set": {"attempts": 30}})
     held = job_store.claim("w")
     assert held is not None
     job_store.fail(held, "again")
