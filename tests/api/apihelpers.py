@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from falcon import testing
+from pymongo.database import Database
 
 PASSWORD = "correct horse battery staple"
 
@@ -55,3 +56,9 @@ def signup(
 def bearer(token: str) -> dict[str, str]:
     """Return the Authorization header for a token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def submitted_jobs(db: Database) -> int:
+    """Count jobs a client submitted through POST /jobs, wherever the queue keeps them."""
+    flt = {"submitted_by": {"$exists": True}}
+    return sum(db[name].count_documents(flt) for name in ("jobs_backlog", "jobs", "jobs_done"))

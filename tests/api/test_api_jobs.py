@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apihelpers import PASSWORD, bearer, signup
+from apihelpers import PASSWORD, bearer, signup, submitted_jobs
 from falcon import testing
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -28,7 +28,7 @@ def test_an_allowlisted_task_is_accepted_with_202(client: testing.TestClient, db
     assert result.status_code == 202
     assert set(result.json) == {"id", "state"}
     assert result.json["state"] == "pending"
-    stored = db["jobs"].find_one({"task": "bench.noop"})
+    stored = db["jobs_backlog"].find_one({"task": "bench.noop"})  # unkeyed: not yet promoted
     assert stored["priority"] == 3
     assert stored["submitted_by"] == str(db["users"].find_one()["_id"])
 
@@ -40,7 +40,7 @@ def test_tasks_off_the_allowlist_are_refused(client: testing.TestClient, db: Dat
         result = submit(client, token, task=task)
         assert result.status_code == 422
         assert result.json["error"]["code"] == "task_not_allowed"
-    assert db["jobs"].count_documents({"submitted_by": {"$exists": True}}) == 0
+    assert submitted_jobs(db) == 0
 
 
 def test_payloads_that_cannot_be_stored_are_422(client: testing.TestClient) -> None:
