@@ -20,6 +20,7 @@ Jobs with an idempotency key skip the backlog: their unique index lives on `jobs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +36,11 @@ Doc = dict[str, Any]
 PROMOTE_SORT = [("priority", -1), ("run_at", 1)]
 TRANSIENT = "TransientTransactionError"
 DUPLICATE_KEY = 11000
+
+
+def supports_transactions(hello: Mapping[str, Any]) -> bool:
+    """Return True if a server answering `hello` like this runs multi-document transactions."""
+    return "setName" in hello or hello.get("msg") == "isdbgrid"
 
 
 def due_filter(queues: list[str], now: datetime) -> Doc:

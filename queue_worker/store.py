@@ -36,6 +36,7 @@ from pymongo.database import Database
 
 from queue_worker import archive, backlog, lease, metrics
 from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
+from queue_worker.errors import ConfigError
 from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
 from queue_worker.job import (
     CrashInfo,
@@ -109,7 +110,14 @@ class JobStore:
     # -- setup -------------------------------------------------------------------------------
 
     def ensure_indexes(self) -> None:
-        """Create every index the queue relies on; safe to run at every start."""
+        """Check the server can run the queue and create every index it relies on; safe to run
+        at every start. Raises ConfigError on a server without transactions (a standalone
+        mongod): promotion from the backlog needs them."""
+        if not backlog.supports_transactions(self.db.client.admin.command("hello")):
+            raise ConfigError(
+                "MongoDB must be a replica set (a single node may be a one-member set) or a "
+                "sharded cluster: the queue promotes jobs from its backlog in transactions"
+            )
         # Claim order: equality on queue and state, then priority desc, run_at asc.
         self.jobs.create_index(
             [

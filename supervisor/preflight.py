@@ -39,6 +39,9 @@ def check(liveness: Liveness, supervisor: SupervisorSettings) -> int:
     try:
         wait_for_database(client, supervisor.db_wait_s)
         store.ensure_indexes()
+    except ConfigError as exc:
+        liveness.leave_note(f"unusable database: {exc}")
+        return ExitCode.USAGE
     except PyMongoError as exc:
         where = _redact(settings.mongodb_uri)
         waited = supervisor.db_wait_s

@@ -14,6 +14,7 @@ from pymongo.database import Database
 from queue_helpers import FakeClock, live_count
 
 from queue_worker import admin
+from queue_worker.backlog import supports_transactions
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
@@ -168,3 +169,16 @@ def test_a_cancelled_job_left_in_the_backlog_is_swept(job_store: JobStore) -> No
     )
     assert job_store.archive_finished() == 1
     assert where(job_store, job.id) == ["jobs_done"]
+
+
+def test_only_servers_with_transactions_are_accepted() -> None:
+    """A replica set member or mongos passes; a standalone mongod's hello does not."""
+    assert supports_transactions({"isWritablePrimary": True, "setName": "rs0"})
+    assert supports_transactions({"isWritablePrimary": True, "msg": "isdbgrid"})
+    assert not supports_transactions({"isWritablePrimary": True, "maxWireVersion": 25})
+
+
+def test_the_local_server_is_accepted(job_store: JobStore, db: Database[Any]) -> None:
+    """The test server presents itself as a replica set, so ensure_indexes goes through."""
+    job_store.ensure_indexes()
+    assert "promote_order" in job_store.backlog.index_information()
