@@ -14,12 +14,13 @@ priority than everything already promoted waits for at most one batch.
 Atomicity: one promotion is one multi-document transaction (read the batch, insert it into
 `jobs`, delete it from the backlog), so a job is in exactly one of the two collections at every
 instant, even if the promoter dies half-way. Concurrent promoters pick the same batch; all but one
-abort on the write conflict (or the duplicate _id), and the losers simply report 0.
+abort on the write conflict (or the duplicate _id) and try the next batch down.
 Jobs with an idempotency key skip the backlog: their unique index lives on `jobs`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,12 +31,14 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from queue_worker import metrics
 from queue_worker.job import JobState
 
 Doc = dict[str, Any]
 PROMOTE_SORT = [("priority", -1), ("run_at", 1)]
 TRANSIENT = "TransientTransactionError"
 DUPLICATE_KEY = 11000
+BATCHES_TRIED = 3
 
 
 def supports_transactions(hello: Mapping[str, Any]) -> bool:
@@ -60,23 +63,31 @@ def promote(
     now: datetime,
     limit: int,
 ) -> int:
-    """Move up to `limit` of the most urgent due backlog jobs into `jobs`; return how many."""
+    """Move up to `limit` of the most urgent due backlog jobs into `jobs`; return how many.
+
+    On a conflict the next batch down is tried (up to BATCHES_TRIED), so a promoter killed
+    mid-transaction, whose batch stays locked until the server aborts it
+    (transactionLifetimeLimitSeconds, 60 s by default), delays only that batch."""
     client = backlog.database.client
-    with client.start_session() as session:
-        try:
-            with session.start_transaction(
-                read_concern=ReadConcern("snapshot"),
-                write_concern=WriteConcern(w="majority", j=True),
-            ):
-                return _move_batch(backlog, jobs, session, queues, now, limit)
-        except BulkWriteError as exc:
-            if all(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                return 0  # another promoter moved (part of) this batch first
-            raise
-        except PyMongoError as exc:
-            if exc.has_error_label(TRANSIENT):
-                return 0  # a write conflict with a concurrent promoter or cancel
-            raise
+    for attempt in range(BATCHES_TRIED):
+        with client.start_session() as session:
+            try:
+                with session.start_transaction(
+                    read_concern=ReadConcern("snapshot"),
+                    write_concern=WriteConcern(w="majority", j=True),
+                ):
+                    skip = attempt * limit
+                    return _move_batch(backlog, jobs, session, queues, now, skip, limit)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if not all(e.get("code") == DUPLICATE_KEY for e in errors):
+                    raise
+            except PyMongoError as exc:
+                if not exc.has_error_label(TRANSIENT):
+                    raise
+        # A concurrent promoter (or a dead one's open transaction) holds this batch.
+        metrics.PROMOTION_CONFLICTS.inc()
+    return 0
 
 
 def _move_batch(
@@ -85,11 +96,11 @@ def _move_batch(
     session: ClientSession,
     queues: list[str],
     now: datetime,
+    skip: int,
     limit: int,
 ) -> int:
-    batch = list(
-        backlog.find(due_filter(queues, now), session=session).sort(PROMOTE_SORT).limit(limit)
-    )
+    due = backlog.find(due_filter(queues, now), session=session)
+    batch = list(due.sort(PROMOTE_SORT).skip(skip).limit(limit))
     if not batch:
         return 0
     ids = [doc["_id"] for doc in batch]
@@ -102,4 +113,6 @@ def _move_batch(
         # and let the next promotion read it afresh.
         session.abort_transaction()
         return 0
+    for queue, count in Counter(doc["queue"] for doc in batch).items():
+        metrics.JOBS_PROMOTED.labels(queue).inc(count)
     return len(batch)

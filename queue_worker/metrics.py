@@ -45,3 +45,11 @@ JOBS_RELEASED = Counter(
 JOBS_POISON = Counter(
     "queue_jobs_poison_total", "Jobs buried as poison after crashing consumers repeatedly.", _JOB
 )
+JOBS_PROMOTED = Counter(
+    "queue_jobs_promoted_total", "New jobs moved from the backlog into the claimed collection.",
+    ("queue",),
+)  # fmt: skip
+PROMOTION_CONFLICTS = Counter(
+    "queue_promotion_conflicts_total",
+    "Promotions that found their batch held by another promoter's transaction.",
+)

@@ -10,8 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from bson import ObjectId
+from pymongo import MongoClient
 from pymongo.database import Database
-from queue_helpers import FakeClock, live_count
+from queue_helpers import FakeClock, live_count, metric
 
 from queue_worker import admin
 from queue_worker.backlog import supports_transactions
@@ -182,3 +183,31 @@ def test_the_local_server_is_accepted(job_store: JobStore, db: Database[Any]) ->
     """The test server presents itself as a replica set, so ensure_indexes goes through."""
     job_store.ensure_indexes()
     assert "promote_order" in job_store.backlog.index_information()
+
+
+def test_a_batch_held_by_a_dead_promoter_delays_only_that_batch(
+    db: Database[Any], queue_settings: QueueSettings, fake_clock: FakeClock, mongo_uri: str
+) -> None:
+    """While another client's open transaction holds the top batch (a promoter killed before it
+    committed), claims promote and run the next batches; the held jobs run once it is aborted."""
+    store = small_batches(db, queue_settings, fake_clock)
+    jobs = store.enqueue_many([{"task": "t", "priority": 20 - i} for i in range(20)])
+    dead = MongoClient(mongo_uri, tz_aware=True)
+    session = dead.start_session()
+    try:
+        session.start_transaction()
+        held = list(dead[db.name].jobs_backlog.find({}, session=session).sort("priority", -1))[:5]
+        dead[db.name].jobs.insert_many(held, session=session)
+        dead[db.name].jobs_backlog.delete_many(
+            {"_id": {"$in": [d["_id"] for d in held]}}, session=session
+        )
+        before = metric("queue_promotion_conflicts_total")
+        claimed = [lease.job.id for _ in range(15) if (lease := store.claim("w")) is not None]
+        assert claimed == [job.id for job in jobs[5:]]
+        assert metric("queue_promotion_conflicts_total") > before
+        session.abort_transaction()  # what the server does at transactionLifetimeLimitSeconds
+        rest = [lease.job.id for _ in range(5) if (lease := store.claim("w")) is not None]
+        assert rest == [job.id for job in jobs[:5]]
+    finally:
+        session.end_session()
+        dead.close()
