@@ -72,7 +72,9 @@ def create_app(
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI application from its collaborators."""
     metrics = metrics or ApiMetrics()
-    guard = DatabaseGuard(metrics)
+    guard = DatabaseGuard(
+        metrics, max_in_flight=settings.db_max_in_flight, wait_s=settings.db_timeout_ms / 1000
+    )
     users = UserStore(db)
     sessions = SessionStore(db, idle_s=settings.session_idle_s)
     limiter = LoginRateLimiter(

@@ -1,9 +1,14 @@
-"""The API's boundary with the database driver: driver failures become a counted, fast 503.
+"""The API's boundary with the database driver: fair admission, and driver failures as a fast 503.
 
 Data access in `api` (users, sessions, rate limits) and calls into `queue_worker` run inside
-`guard(operation)`: a PyMongoError (timeout, lost connection, server error) is counted in
-db_operation_errors_total{operation} and re-raised as ServiceUnavailable, never as a 500.
-Expected driver outcomes (DuplicateKeyError) are handled inside, before they reach the guard.
+`guard.operation(name)`. Each operation first takes a slot of the worker's `FifoGate`: at most
+`max_in_flight` operations per worker are at the database at once and the rest wait in arrival
+order (see api/gate.py for why: without it the p99 latency under load is many times the median).
+A caller that cannot get a slot within `wait_s`, or whose operation raises a PyMongoError
+(timeout, lost connection, server error), is counted in db_operation_errors_total{operation}
+and gets ServiceUnavailable, never a 500. Expected driver outcomes (DuplicateKeyError) are
+handled inside, before they reach the guard. Operations never nest, so a holder never waits
+for a second slot.
 """
 
 from __future__ import annotations
@@ -15,20 +20,35 @@ from contextlib import contextmanager
 from pymongo.errors import PyMongoError
 
 from api.errors import ServiceUnavailable
+from api.gate import FifoGate
 from api.metrics import ApiMetrics
 
 log = logging.getLogger("api.database")
+DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_WAIT_S = 2.0
 
 
 class DatabaseGuard:
-    """Turn driver errors raised inside `operation` blocks into counted ServiceUnavailable."""
+    """Admit database operations in arrival order; map driver failures to counted 503s."""
 
-    def __init__(self, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        metrics: ApiMetrics,
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        wait_s: float = DEFAULT_WAIT_S,
+    ) -> None:
         self._errors = metrics.db_operation_errors
+        self._gate = FifoGate(max_in_flight)
+        self._wait_s = wait_s
 
     @contextmanager
     def operation(self, name: str) -> Iterator[None]:
         """Run the block as database operation `name`; map driver failures to 503."""
+        if not self._gate.acquire(self._wait_s):
+            self._errors.labels(name).inc()
+            log.warning("database operation %s found no free slot in time", name)
+            raise ServiceUnavailable(operation=name)
         try:
             yield
         except PyMongoError as exc:
@@ -36,3 +56,5 @@ class DatabaseGuard:
             # The class name is enough to diagnose; driver messages may echo query values.
             log.warning("database operation %s failed: %s", name, type(exc).__name__)
             raise ServiceUnavailable(operation=name) from exc
+        finally:
+            self._gate.release()

@@ -69,6 +69,8 @@ class ApiSettings:
     ready_timeout_s: float = 1.0
     db_timeout_ms: int = 2000
     db_pool_size: int = 50
+    # Database operations one worker runs at once; the rest queue in arrival order (api/gate.py).
+    db_max_in_flight: int = 4
     trusted_proxy_hops: int = 0
     metrics_multiproc_dir: str | None = None
 
@@ -110,6 +112,7 @@ class ApiSettings:
             ready_timeout_s=_int(env, "API_READY_TIMEOUT_MS", 1000, 10, 60000) / 1000,
             db_timeout_ms=_int(env, "API_DB_TIMEOUT_MS", cls.db_timeout_ms, 10, 600000),
             db_pool_size=_int(env, "API_DB_POOL_SIZE", cls.db_pool_size, 1, 10000),
+            db_max_in_flight=_int(env, "API_DB_MAX_IN_FLIGHT", cls.db_max_in_flight, 1, 10000),
             trusted_proxy_hops=_int(env, "API_TRUSTED_PROXY_HOPS", 0, 0, 10),
             metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
         )
