@@ -7,6 +7,14 @@ API_JWT_KEYS, the new one as API_JWT_ACTIVE_KID).
 
 Verification never fetches anything: headers that point at keys (`jku`, `jwk`, `x5u`, `x5c`)
 are refused outright, the algorithm list is pinned, and an unknown `kid` is a 401.
+
+Access tokens are presented on every request, and parsing plus checking one with PyJWT was ~15%
+of a worker's CPU on the profile route. So each codec remembers the claims of the last
+`VERIFIED_CACHE_SIZE` access tokens that passed every check. A hit skips only what cannot
+change for the same token bytes (signature, header, issuer, audience, required claims, type):
+the keys are fixed for the life of the process. Time claims are checked again on every use, so
+an expired token is refused exactly as before, and revocation is checked against the database
+by the caller on every request either way. Refresh tokens are single-use and never cached.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from api.errors import Unauthorized
 ALGORITHM = "HS256"
 TokenType = Literal["access", "refresh"]
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "sid"]
+VERIFIED_CACHE_SIZE = 1024
 _FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit"})
 
 
@@ -51,8 +60,12 @@ class TokenCodec:
         issuer: str,
         audience: str,
         leeway_s: int,
+        cache_size: int = VERIFIED_CACHE_SIZE,
     ) -> None:
         self._keys = dict(keys)
+        # Insertion-ordered: when full, the oldest entry goes (bounded memory, ~1 KiB each).
+        self._verified: dict[str, Claims] = {}
+        self._cache_size = cache_size
         self._active_kid = active_kid
         self._issuer = issuer
         self._audience = audience
@@ -80,6 +93,22 @@ class TokenCodec:
 
     def verify(self, token: str, expected: TokenType, *, now: datetime) -> Claims:
         """Return the claims of a valid token of type `expected`; raise Unauthorized otherwise."""
+        claims = self._verified.get(token) if expected == "access" else None
+        if claims is None:
+            claims = self._verify_signed(token, expected)
+            if expected == "access" and self._cache_size > 0:
+                if len(self._verified) >= self._cache_size:
+                    self._verified.pop(next(iter(self._verified)), None)
+                self._verified[token] = claims
+        now_s = now.timestamp()
+        if claims.iat > now_s + self._leeway_s:
+            raise Unauthorized(code="invalid_token")
+        if claims.exp <= now_s - self._leeway_s:
+            raise Unauthorized("The token has expired.", code="token_expired")
+        return claims
+
+    def _verify_signed(self, token: str, expected: TokenType) -> Claims:
+        """Check everything but the time claims: header, signature, registered claims, type."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -98,13 +127,7 @@ class TokenCodec:
             )
         except jwt.PyJWTError:
             raise Unauthorized(code="invalid_token") from None
-        claims = _claims(payload, expected)
-        now_s = now.timestamp()
-        if claims.iat > now_s + self._leeway_s:
-            raise Unauthorized(code="invalid_token")
-        if claims.exp <= now_s - self._leeway_s:
-            raise Unauthorized("The token has expired.", code="token_expired")
-        return claims
+        return _claims(payload, expected)
 
     def _key_for(self, header: Mapping[str, Any]) -> bytes:
         if header.get("alg") != ALGORITHM or _FORBIDDEN_HEADERS & header.keys():
