@@ -22,6 +22,7 @@ import falcon
 from pymongo import MongoClient
 
 from api.app import create_app, utcnow
+from api.gevent_compat import quiet_condition_ownership_checks
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings
@@ -53,6 +54,8 @@ def build(env: Mapping[str, str]) -> LazyApp:
     queue_settings = QueueSettings.from_env(env)
 
     def factory() -> App:
+        # In the worker, after gevent's patching: pymongo's pool must not yield inside its lock.
+        quiet_condition_ownership_checks()
         client: MongoClient[dict[str, Any]] = MongoClient(
             queue_settings.mongodb_uri,
             tz_aware=True,
