@@ -86,7 +86,7 @@ def promote(
                 if not exc.has_error_label(TRANSIENT):
                     raise
         # A concurrent promoter (or a dead one's open transaction) holds this batch.
-        metrics.PROMOTION_CONFLICTS.inc()
+        metrics.PROMOTIONS.labels("conflict").inc()
     return 0
 
 
@@ -113,6 +113,7 @@ def _move_batch(
         # and let the next promotion read it afresh.
         session.abort_transaction()
         return 0
+    metrics.PROMOTIONS.labels("moved").inc()
     for queue, count in Counter(doc["queue"] for doc in batch).items():
         metrics.JOBS_PROMOTED.labels(queue).inc(count)
     return len(batch)

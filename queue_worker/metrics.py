@@ -49,7 +49,9 @@ JOBS_PROMOTED = Counter(
     "queue_jobs_promoted_total", "New jobs moved from the backlog into the claimed collection.",
     ("queue",),
 )  # fmt: skip
-PROMOTION_CONFLICTS = Counter(
-    "queue_promotion_conflicts_total",
-    "Promotions that found their batch held by another promoter's transaction.",
+PROMOTIONS = Counter(
+    "queue_promotions_total",
+    "Promotion attempts that moved a batch (result=moved) or found it held by another "
+    "promoter's transaction (result=conflict).",
+    ("result",),
 )

@@ -46,7 +46,7 @@ CATALOGUE: dict[str, list[str]] = {
         "queue_jobs_succeeded_total", "queue_jobs_failed_total", "queue_jobs_dead_total",
         "queue_job_run_seconds", "queue_job_wait_seconds", "queue_leases_lost_total",
         "queue_jobs_rescued_total", "queue_jobs_released_total", "queue_jobs_poison_total",
-        "queue_jobs_promoted_total", "queue_promotion_conflicts_total", *PROCESS_TREE,
+        "queue_jobs_promoted_total", "queue_promotions_total", *PROCESS_TREE,
     ],
 }  # fmt: skip
 # Series Prometheus makes itself.

@@ -201,10 +201,10 @@ def test_a_batch_held_by_a_dead_promoter_delays_only_that_batch(
         dead[db.name].jobs_backlog.delete_many(
             {"_id": {"$in": [d["_id"] for d in held]}}, session=session
         )
-        before = metric("queue_promotion_conflicts_total")
+        before = metric("queue_promotions_total", result="conflict")
         claimed = [lease.job.id for _ in range(15) if (lease := store.claim("w")) is not None]
         assert claimed == [job.id for job in jobs[5:]]
-        assert metric("queue_promotion_conflicts_total") > before
+        assert metric("queue_promotions_total", result="conflict") > before
         session.abort_transaction()  # what the server does at transactionLifetimeLimitSeconds
         rest = [lease.job.id for _ in range(5) if (lease := store.claim("w")) is not None]
         assert rest == [job.id for job in jobs[:5]]

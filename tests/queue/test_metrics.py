@@ -20,7 +20,7 @@ CATALOGUE = {
     "queue_jobs_released_total": ("counter", ("queue", "reason")),
     "queue_jobs_poison_total": ("counter", ("queue", "task")),
     "queue_jobs_promoted_total": ("counter", ("queue",)),
-    "queue_promotion_conflicts_total": ("counter", ()),
+    "queue_promotions_total": ("counter", ("result",)),
 }
 
 
