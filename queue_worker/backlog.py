@@ -33,9 +33,9 @@ from pymongo.write_concern import WriteConcern
 
 from queue_worker import metrics
 from queue_worker.job import JobState
+from queue_worker.lease import CLAIM_SORT
 
 Doc = dict[str, Any]
-PROMOTE_SORT = [("priority", -1), ("run_at", 1)]
 TRANSIENT = "TransientTransactionError"
 DUPLICATE_KEY = 11000
 BATCHES_TRIED = 3
@@ -100,7 +100,7 @@ def _move_batch(
     limit: int,
 ) -> int:
     due = backlog.find(due_filter(queues, now), session=session)
-    batch = list(due.sort(PROMOTE_SORT).skip(skip).limit(limit))
+    batch = list(due.sort(CLAIM_SORT).skip(skip).limit(limit))
     if not batch:
         return 0
     ids = [doc["_id"] for doc in batch]
