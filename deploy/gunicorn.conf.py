@@ -10,7 +10,7 @@ from the environment:
     API_TIMEOUT_S            30   (a worker silent this long is killed and replaced)
     API_GRACEFUL_TIMEOUT_S   30   (on SIGTERM/SIGHUP, time to finish in-flight requests)
     API_KEEPALIVE_S          5
-    API_HASH_THREADS         cores // workers, at least 1 (bcrypt threads per worker)
+    API_HASH_THREADS         number of CPU cores (bcrypt threads per worker; read by the app)
     API_MAX_REQUESTS         0    (recycle a worker after N requests; 0 = never)
     API_ACCESS_LOG           unset: no access log; "-" for stderr, or a file path
     API_CONTROL_SOCKET       unset: gunicorn's control socket is disabled
@@ -38,8 +38,6 @@ worker_connections = int(_env.get("API_WORKER_CONNECTIONS", "1000"))
 timeout = int(_env.get("API_TIMEOUT_S", "30"))
 graceful_timeout = int(_env.get("API_GRACEFUL_TIMEOUT_S", "30"))
 keepalive = int(_env.get("API_KEEPALIVE_S", "5"))
-# bcrypt threads per worker: all workers together hash on at most as many threads as cores.
-_env.setdefault("API_HASH_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 max_requests = int(_env.get("API_MAX_REQUESTS", "0"))
 max_requests_jitter = max_requests // 10
 proc_name = "jobauth-api"
