@@ -15,6 +15,11 @@ Atomicity: one promotion is one multi-document transaction (read the batch, inse
 `jobs`, delete it from the backlog), so a job is in exactly one of the two collections at every
 instant, even if the promoter dies half-way. Concurrent promoters pick the same batch; all but one
 abort on the write conflict (or the duplicate _id) and try the next batch down.
+
+A promoter killed inside its transaction leaves it open, holding its batch, until the server
+aborts it (transactionLifetimeLimitSeconds: 60 s; a closed connection does not end it). So each
+promotion registers its session id in `job_promotions` before it writes, and a promoter that
+meets a conflict aborts (killSessions) the registered promotions older than STALE_PROMOTION_S.
 Jobs with an idempotency key skip the backlog: their unique index lives on `jobs`.
 """
 
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.client_session import ClientSession
@@ -39,6 +44,7 @@ Doc = dict[str, Any]
 TRANSIENT = "TransientTransactionError"
 DUPLICATE_KEY = 11000
 BATCHES_TRIED = 3
+STALE_PROMOTION_S = 5.0  # a promotion takes ~30-60 ms; one open this long has lost its promoter
 
 
 def supports_transactions(hello: Mapping[str, Any]) -> bool:
@@ -58,6 +64,7 @@ def due_filter(queues: list[str], now: datetime) -> Doc:
 def promote(
     backlog: Collection[Doc],
     jobs: Collection[Doc],
+    promotions: Collection[Doc],
     *,
     queues: list[str],
     now: datetime,
@@ -65,19 +72,29 @@ def promote(
 ) -> int:
     """Move up to `limit` of the most urgent due backlog jobs into `jobs`; return how many.
 
-    On a conflict the next batch down is tried (up to BATCHES_TRIED), so a promoter killed
-    mid-transaction, whose batch stays locked until the server aborts it
-    (transactionLifetimeLimitSeconds, 60 s by default), delays only that batch."""
+    On a conflict, open promotions older than STALE_PROMOTION_S are aborted and the next batch
+    down is tried (up to BATCHES_TRIED): a promoter killed mid-transaction delays its batch by
+    seconds, not by the server's transaction lifetime (60 s)."""
     client = backlog.database.client
-    for attempt in range(BATCHES_TRIED):
+    skip = 0
+    for _ in range(BATCHES_TRIED):
         with client.start_session() as session:
+            lsid = session.session_id["id"]
+            registered = False
             try:
                 with session.start_transaction(
                     read_concern=ReadConcern("snapshot"),
                     write_concern=WriteConcern(w="majority", j=True),
                 ):
-                    skip = attempt * limit
-                    return _move_batch(backlog, jobs, session, queues, now, skip, limit)
+                    due = backlog.find(due_filter(queues, now), session=session)
+                    batch = list(due.sort(CLAIM_SORT).skip(skip).limit(limit))
+                    if not batch:
+                        return 0
+                    # Outside the transaction, before it takes any lock: whoever finds this
+                    # batch held can abort us if we die now.
+                    promotions.insert_one({"_id": lsid, "since": now})
+                    registered = True
+                    return _move(backlog, jobs, session, batch)
             except BulkWriteError as exc:
                 errors = exc.details.get("writeErrors", [])
                 if not all(e.get("code") == DUPLICATE_KEY for e in errors):
@@ -85,24 +102,34 @@ def promote(
             except PyMongoError as exc:
                 if not exc.has_error_label(TRANSIENT):
                     raise
-        # A concurrent promoter (or a dead one's open transaction) holds this batch.
+            finally:
+                if registered:
+                    promotions.delete_one({"_id": lsid})
+        # A concurrent promoter, or a dead one's open transaction, holds this batch: abort it if
+        # it is dead and try this batch again, else try the next one down.
         metrics.PROMOTIONS.labels("conflict").inc()
+        if not abort_stale(promotions, now):
+            skip += limit
     return 0
 
 
-def _move_batch(
-    backlog: Collection[Doc],
-    jobs: Collection[Doc],
-    session: ClientSession,
-    queues: list[str],
-    now: datetime,
-    skip: int,
-    limit: int,
-) -> int:
-    due = backlog.find(due_filter(queues, now), session=session)
-    batch = list(due.sort(CLAIM_SORT).skip(skip).limit(limit))
-    if not batch:
+def abort_stale(promotions: Collection[Doc], now: datetime) -> int:
+    """Abort promotions open for over STALE_PROMOTION_S (their promoter died); return how many.
+
+    Harmless if the promoter is alive after all: its commit fails and it reports 0."""
+    cutoff = now - timedelta(seconds=STALE_PROMOTION_S)
+    stale = [doc["_id"] for doc in promotions.find({"since": {"$lt": cutoff}}, {"_id": 1})]
+    if not stale:
         return 0
+    promotions.database.client.admin.command("killSessions", [{"id": lsid} for lsid in stale])
+    promotions.delete_many({"_id": {"$in": stale}})
+    metrics.PROMOTIONS.labels("aborted_stale").inc(len(stale))
+    return len(stale)
+
+
+def _move(
+    backlog: Collection[Doc], jobs: Collection[Doc], session: ClientSession, batch: list[Doc]
+) -> int:
     ids = [doc["_id"] for doc in batch]
     jobs.insert_many(batch, ordered=True, session=session)
     deleted = backlog.delete_many(

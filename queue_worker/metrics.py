@@ -52,6 +52,7 @@ JOBS_PROMOTED = Counter(
 PROMOTIONS = Counter(
     "queue_promotions_total",
     "Promotion attempts that moved a batch (result=moved) or found it held by another "
-    "promoter's transaction (result=conflict).",
+    "promoter's transaction (result=conflict); dead promoters' transactions aborted "
+    "(result=aborted_stale).",
     ("result",),
 )

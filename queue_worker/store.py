@@ -10,6 +10,8 @@ Collections (a job moves only forward: backlog -> jobs -> jobs_done):
                 (archive.py).
     jobs_done   succeeded and cancelled jobs, removed by a TTL index on finished_at
                 (QUEUE_RETENTION_S) on real MongoDB and on the local server alike.
+    job_promotions  the session ids of open promotion transactions (backlog.py), so a dead
+                promoter's transaction can be aborted.
     job_keys    one marker per idempotency key whose job reached jobs_done (TTL like jobs_done),
                 so a later enqueue with that key finds the finished job by _id, not by a scan.
 
@@ -101,6 +103,7 @@ class JobStore:
         self.clock = clock
         self.jobs: Collection[Doc] = db["jobs"]
         self.backlog: Collection[Doc] = db["jobs_backlog"]
+        self.promotions: Collection[Doc] = db["job_promotions"]
         self.done: Collection[Doc] = db["jobs_done"]
         self.keys: Collection[Doc] = db["job_keys"]
         journaled = WriteConcern(w=1, j=True)
@@ -291,6 +294,7 @@ class JobStore:
         return backlog.promote(
             self.backlog,
             self.jobs,
+            self.promotions,
             queues=list(queues or [self.settings.default_queue]),
             now=to_bson_time(now or self.clock()),
             limit=self.settings.promote_batch,

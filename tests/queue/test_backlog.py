@@ -15,7 +15,7 @@ from pymongo.database import Database
 from queue_helpers import FakeClock, live_count, metric
 
 from queue_worker import admin
-from queue_worker.backlog import supports_transactions
+from queue_worker.backlog import STALE_PROMOTION_S, supports_transactions
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
@@ -188,8 +188,9 @@ def test_the_local_server_is_accepted(job_store: JobStore, db: Database[Any]) ->
 def test_a_batch_held_by_a_dead_promoter_delays_only_that_batch(
     db: Database[Any], queue_settings: QueueSettings, fake_clock: FakeClock, mongo_uri: str
 ) -> None:
-    """While another client's open transaction holds the top batch (a promoter killed before it
-    committed), claims promote and run the next batches; the held jobs run once it is aborted."""
+    """While another client's open, registered transaction holds the top batch (a promoter
+    killed before it committed), claims run the next batches; once it is older than
+    STALE_PROMOTION_S the next conflict aborts it and its jobs run."""
     store = small_batches(db, queue_settings, fake_clock)
     jobs = store.enqueue_many([{"task": "t", "priority": 20 - i} for i in range(20)])
     dead = MongoClient(mongo_uri, tz_aware=True)
@@ -197,6 +198,9 @@ def test_a_batch_held_by_a_dead_promoter_delays_only_that_batch(
     try:
         session.start_transaction()
         held = list(dead[db.name].jobs_backlog.find({}, session=session).sort("priority", -1))[:5]
+        dead[db.name].job_promotions.insert_one(
+            {"_id": session.session_id["id"], "since": fake_clock.now}
+        )
         dead[db.name].jobs.insert_many(held, session=session)
         dead[db.name].jobs_backlog.delete_many(
             {"_id": {"$in": [d["_id"] for d in held]}}, session=session
@@ -205,9 +209,12 @@ def test_a_batch_held_by_a_dead_promoter_delays_only_that_batch(
         claimed = [lease.job.id for _ in range(15) if (lease := store.claim("w")) is not None]
         assert claimed == [job.id for job in jobs[5:]]
         assert metric("queue_promotions_total", result="conflict") > before
-        session.abort_transaction()  # what the server does at transactionLifetimeLimitSeconds
+        assert store.claim("w") is None  # still young: not aborted yet
+        fake_clock.advance(STALE_PROMOTION_S + 1)
         rest = [lease.job.id for _ in range(5) if (lease := store.claim("w")) is not None]
         assert rest == [job.id for job in jobs[:5]]
+        assert store.promotions.count_documents({}) == 0
+        assert live_count(store, {"state": "running"}) == 20
     finally:
         session.end_session()
         dead.close()
