@@ -337,6 +337,7 @@ def print_report(verdict: Verdict, figures: dict[str, Any]) -> None:
         ("completed (succeeded)", verdict.completed),
         ("lost", verdict.lost),
         ("unexpected end states", len(verdict.unexpected)),
+        ("buried as poison by the killer (every run SIGKILLed)", verdict.buried_by_killer),
         ("final states", states_line(verdict.states)),
         ("consumer SIGKILLs", figures["kills"]),
         ("duplicate executions", verdict.duplicates),

@@ -4,7 +4,11 @@ Every recorded benchmark job inserts one `bench_runs` document per execution (jo
 token, pid, time) before it does its work, so executions beyond one per job are duplicates. A
 job is *lost* if it is not finished when the run ends (missing, pending or running); it is
 *unexpected* if it finished in a state other than the one it must reach (succeeded, or dead as
-poison for the one job that kills its worker).
+poison for the one job that kills its worker). One exception is counted apart: a job buried as
+poison because the run's own killer SIGKILLed the process of every one of its executions. To the
+queue that is exactly a poison job (its process died under it QUEUE_POISON_CRASHES times), and
+with a kill every second it happens by chance (a suspect job starts alone on a freshly booted
+consumer, about one kill period after the last kill).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Verdict:
     completed: int
     lost: int
     unexpected: list[str]
+    buried_by_killer: int
     states: dict[str, int]
     duplicates: int
     duplicates_after_kill: int
@@ -82,9 +87,11 @@ def judge(
     for runs_of_job in executions.values():
         runs_of_job.sort(key=lambda r: r.at)
 
+    killed_pids = {kill.pid for kill in kills}
     states: Counter[str] = Counter()
     lost = 0
     unexpected: list[str] = []
+    buried_by_killer = 0
     completed = 0
     for job_id in expected_ids:
         doc = by_id.get(job_id)
@@ -97,13 +104,15 @@ def judge(
                 unexpected.append(f"poison job {job_id} ended {state}")
         elif state == "succeeded":
             completed += 1
+        elif _killed_into_poison(doc, executions.get(job_id, []), killed_pids):
+            buried_by_killer += 1
         else:
             reason = doc.get("dead_reason") if doc else None
             unexpected.append(f"job {job_id} ended {state} ({reason or 'no reason'})")
 
     poison_pids = {run.pid for run in executions.get(poison_id or "", [])}
     duplicates, after_kill, after_poison = _duplicates(
-        executions, expected_ids, poison_id, {kill.pid for kill in kills}, poison_pids
+        executions, expected_ids, poison_id, killed_pids, poison_pids
     )
     waits = _rescue_waits(executions, kills, durations_ms, poison_id)
     pickups = [
@@ -117,6 +126,7 @@ def judge(
         completed=completed,
         lost=lost,
         unexpected=unexpected,
+        buried_by_killer=buried_by_killer,
         states=dict(states),
         duplicates=duplicates,
         duplicates_after_kill=after_kill,
@@ -134,6 +144,15 @@ def judge(
         pickup_p50_ms=round(percentile(pickups, 50), 1),
         pickup_p99_ms=round(percentile(pickups, 99), 1),
     )
+
+
+def _killed_into_poison(
+    doc: Mapping[str, Any] | None, runs: Sequence[Execution], killed_pids: set[int]
+) -> bool:
+    """True if the job went dead as poison and the killer took down every one of its runs."""
+    if doc is None or doc.get("state") != "dead" or doc.get("dead_reason") != "poison":
+        return False
+    return len(runs) >= int(doc.get("crashes", 0)) > 0 and all(r.pid in killed_pids for r in runs)
 
 
 def _poison_state(doc: Mapping[str, Any] | None) -> str:

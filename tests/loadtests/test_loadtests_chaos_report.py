@@ -41,6 +41,19 @@ def test_a_dead_ordinary_job_is_unexpected_and_the_poison_job_must_be_dead_as_po
     assert succeeded_poison.unexpected and not succeeded_poison.ok()
 
 
+def test_a_job_buried_because_the_killer_hit_every_run_is_counted_apart() -> None:
+    """Dead as poison with every run in a process the killer SIGKILLed: counted, not unexpected;
+    one run in a process that died otherwise keeps it unexpected."""
+    kills = [Kill(T0 + timedelta(seconds=s), pid) for s, pid in ((1, 11), (2, 12), (3, 13))]
+    runs = [run("a", 11, 0.9), run("a", 12, 1.9), run("a", 13, 2.9)]
+    a = job("a", "dead", dead_reason="poison", crashes=3)
+    verdict = judge([a], ["a"], None, runs, kills, {"a": 100})
+    assert verdict.ok() and verdict.buried_by_killer == 1
+    runs[1] = run("a", 99, 1.9)
+    verdict = judge([a], ["a"], None, runs, kills, {"a": 100})
+    assert not verdict.ok() and verdict.buried_by_killer == 0
+
+
 def test_duplicates_are_counted_per_cause_and_rescue_wait_starts_at_the_kill() -> None:
     """A re-run after a kill counts as a duplicate; its wait runs from the kill to the re-run."""
     docs = [job("a", "succeeded"), job("b", "succeeded"), job("p", "dead", dead_reason="poison")]
