@@ -95,6 +95,13 @@ def test_full_account_flow_over_http(api: ApiServer) -> None:
         )
 
 
+def test_workers_patch_ssl_before_pymongo_imports_it(api: ApiServer) -> None:
+    """The master never loads pymongo (queue_worker's names load lazily), so gevent patches ssl
+    before pymongo's TLS code binds it: no MonkeyPatchWarning in the log."""
+    assert api.request("GET", "/healthz").status == 200
+    assert "MonkeyPatchWarning" not in api.log()
+
+
 def test_the_failed_login_limit_is_shared_by_all_workers(api: ApiServer) -> None:
     """Failures counted by any worker add up (the counters live in the database): after 4
     failures on separate connections, the 5th attempt is 429 with Retry-After."""

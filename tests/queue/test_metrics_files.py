@@ -266,3 +266,12 @@ def test_importing_the_module_starts_no_thread_and_opens_no_socket() -> None:
         "assert not [f for f in fds if f.startswith('socket:')], fds\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=60)
+
+
+def test_the_metrics_files_module_does_not_load_pymongo() -> None:
+    """The gunicorn and supervisor masters import it; they must not load pymongo (or its ssl)."""
+    probe = "import sys, queue_worker.metrics_files; print('pymongo' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"
