@@ -20,10 +20,10 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
+from queue_worker.errors import only_duplicate_keys
 from queue_worker.job import TERMINAL_STATES
 
 Doc = dict[str, Any]
-DUPLICATE_KEY = 11000
 _TERMINAL = sorted(state.value for state in TERMINAL_STATES)
 
 
@@ -49,7 +49,7 @@ def move(
         done.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
         # Copies a crashed or concurrent archiver already made are fine; anything else is not.
-        if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
+        if not only_duplicate_keys(exc):
             raise
     deleted = jobs.delete_many(
         {"_id": {"$in": [d["_id"] for d in docs]}, "state": {"$in": _TERMINAL}}

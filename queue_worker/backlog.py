@@ -37,12 +37,12 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from queue_worker import metrics
+from queue_worker.errors import only_duplicate_keys
 from queue_worker.job import JobState
 from queue_worker.lease import CLAIM_SORT
 
 Doc = dict[str, Any]
 TRANSIENT = "TransientTransactionError"
-DUPLICATE_KEY = 11000
 BATCHES_TRIED = 3
 STALE_PROMOTION_S = 5.0  # a promotion takes ~30-60 ms; one open this long has lost its promoter
 
@@ -96,8 +96,7 @@ def promote(
                     registered = True
                     return _move(backlog, jobs, session, batch)
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if not all(e.get("code") == DUPLICATE_KEY for e in errors):
+                if not only_duplicate_keys(exc):
                     raise
             except PyMongoError as exc:
                 if not exc.has_error_label(TRANSIENT):

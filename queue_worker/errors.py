@@ -7,9 +7,19 @@ QueueError
 ├── InvalidTransitionError the job is not in a state that allows the requested change
 ├── InvalidJobError        enqueue arguments that cannot make a job (bad payload, delay, ...)
 └── NonRetryableError      raised by a handler: fail the job now, without further attempts
+
+Also `only_duplicate_keys`: whether a pymongo bulk write failed only because copies were already
+there (the archive and the backlog promotion both treat that as "someone did it first").
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pymongo.errors import BulkWriteError
+
+DUPLICATE_KEY = 11000
 
 
 class QueueError(Exception):
@@ -38,3 +48,8 @@ class NonRetryableError(QueueError):
 
 class InvalidJobError(QueueError, ValueError):
     """Enqueue arguments cannot make a job; the message says which argument and why."""
+
+
+def only_duplicate_keys(exc: BulkWriteError) -> bool:
+    """Return True if every write error of a bulk write is a duplicate key (code 11000)."""
+    return all(err.get("code") == DUPLICATE_KEY for err in exc.details.get("writeErrors", []))
