@@ -54,7 +54,7 @@ class QueueStats:
 def stats(store: JobStore, now: datetime) -> QueueStats:
     """Count jobs per queue and state (all collections) and age the oldest due job per queue."""
     counts: dict[str, dict[str, int]] = {}
-    for collection in (store.backlog, store.jobs, store.done):
+    for collection in store.in_move_order:
         pipeline: list[Doc] = [
             {"$group": {"_id": {"queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}}
         ]
@@ -112,7 +112,7 @@ def list_jobs(
     if queue is not None:
         query["queue"] = queue
     if state is None:
-        collections = [store.backlog, store.jobs, store.done]
+        collections = list(store.in_move_order)
     elif state in TERMINAL_STATES:
         collections = [store.done]
     elif state is JobState.PENDING:

@@ -106,6 +106,8 @@ class JobStore:
         self.promotions: Collection[Doc] = db["job_promotions"]
         self.done: Collection[Doc] = db["jobs_done"]
         self.keys: Collection[Doc] = db["job_keys"]
+        # Where a job can be, in the order it moves (reading in this order never misses one).
+        self.in_move_order = (self.backlog, self.jobs, self.done)
         journaled = WriteConcern(w=1, j=True)
         self._jobs_j = self.jobs.with_options(write_concern=journaled)
         self._backlog_j = self.backlog.with_options(write_concern=journaled)
@@ -218,8 +220,8 @@ class JobStore:
         oid = parse_job_id(job_id)
         if oid is None:
             return None
-        # In the order jobs move, so a job moving meanwhile is found in the next collection.
-        for collection in (self.backlog, self.jobs, self.done):
+        # A job moving meanwhile is found in the next collection.
+        for collection in self.in_move_order:
             doc = collection.find_one({"_id": oid})
             if doc is not None:
                 return Job.from_doc(doc)
