@@ -22,8 +22,8 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check api queue_worker supervisor tests scripts loadtests
-	$(VENV)/bin/ruff format --check api queue_worker supervisor tests scripts loadtests
+	$(VENV)/bin/ruff check api queue_worker supervisor runtime tests scripts loadtests deploy
+	$(VENV)/bin/ruff format --check api queue_worker supervisor runtime tests scripts loadtests deploy
 	$(VENV)/bin/mypy
 
 # The whole suite (loadtests/bench.py); its JSON keeps queue_bench.py's figures under their names.

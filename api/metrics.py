@@ -20,8 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from queue_worker.metrics_files import LockedMultiProcessCollector
-from queue_worker.process_metrics import ProcessTreeCollector
+from runtime.metrics_files import LockedMultiProcessCollector
+from runtime.process_tree import ProcessTreeCollector
 
 _LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BCRYPT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
@@ -68,6 +68,13 @@ class ApiMetrics:
             "db_operation_errors_total",
             "Database operations that failed or timed out, by operation.",
             ["operation"],
+            registry=r,
+        )
+        self.event_errors = Counter(
+            "api_event_errors_total",
+            "Account events (sign-up mail, login audit) that could not be enqueued because of a "
+            "bug rather than the database, by task.",
+            ["task"],
             registry=r,
         )
         self.refresh_reuse_detected = Counter(

@@ -1,46 +1,26 @@
-"""API settings: one frozen dataclass, parsed from an environment mapping by `from_env`.
+"""API settings: frozen dataclasses, each filled from its table of environment variables.
 
-Only `api/wsgi.py` passes the real environment; tests build settings directly. Secrets are
-validated here so that the app refuses to start with a missing, short or placeholder secret.
+    ApiSettings      what the application needs (secrets, token lifetimes, limits, database)
+    ServerSettings   what gunicorn needs (bind, workers, timeouts); read by deploy/gunicorn.conf.py
+
+Only the two entry points pass the real environment (`api/wsgi.py` in each worker, the gunicorn
+config in the master); tests build settings directly. Secrets are checked here
+(api/key_material.py), so the app refuses to start with a missing, short or placeholder secret.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import re
-import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-MIN_SECRET_BYTES = 32
-_KID_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
-# Well-known values copied from tutorials and .env examples; compared case-insensitively.
-_PLACEHOLDERS = frozenset(
-    {
-        "changeme",
-        "change-me",
-        "change_me",
-        "secret",
-        "your-256-bit-secret",
-        "your_secret_key",
-        "supersecret",
-        "placeholder",
-        "dev",
-        "development",
-        "test",
-        "example",
-        "password",
-        "jwt-secret",
-        "xxx",
-    }
-)
-_PRINTABLE = frozenset(string.printable.encode())
+from api.key_material import check_secret, decode_secret, parse_keyring
+from runtime import env as envspec
+from runtime import metrics_dir
+from runtime.env import Option, SettingsError
 
-
-class ApiConfigError(ValueError):
-    """The API's configuration is unusable; the message names the variable and the reason."""
+_cores = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -76,106 +56,104 @@ class ApiSettings:
 
     def __post_init__(self) -> None:
         if self.jwt_active_kid not in self.jwt_keys:
-            raise ApiConfigError("API_JWT_ACTIVE_KID must name one of the kids in API_JWT_KEYS")
+            raise SettingsError("API_JWT_ACTIVE_KID must name one of the kids in API_JWT_KEYS")
         for kid, secret in self.jwt_keys.items():
-            check_secret(f"API_JWT_KEYS[{kid}]", secret)
-        check_secret("API_PASSWORD_PEPPER", self.password_pepper)
+            _checked(f"API_JWT_KEYS[{kid}]", secret)
+        _checked("API_PASSWORD_PEPPER", self.password_pepper)
         if not 4 <= self.bcrypt_cost <= 31:
-            raise ApiConfigError("API_BCRYPT_COST must be between 4 and 31")
+            raise SettingsError("API_BCRYPT_COST must be between 4 and 31")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
-        """Build settings from environment variables; raise ApiConfigError on a bad value."""
-        keys = parse_jwt_keys(env.get("API_JWT_KEYS", ""))
-        return cls(
-            jwt_keys=keys,
-            jwt_active_kid=env.get("API_JWT_ACTIVE_KID", "") or next(iter(keys)),
-            password_pepper=decode_secret("API_PASSWORD_PEPPER", env.get("API_PASSWORD_PEPPER")),
-            jwt_issuer=env.get("API_JWT_ISSUER", cls.jwt_issuer),
-            jwt_audience=env.get("API_JWT_AUDIENCE", cls.jwt_audience),
-            jwt_leeway_s=_int(env, "API_JWT_LEEWAY_S", cls.jwt_leeway_s, 0, 300),
-            access_ttl_s=_int(env, "API_ACCESS_TTL_S", cls.access_ttl_s, 30, 86400),
-            session_idle_s=_int(env, "API_SESSION_IDLE_S", cls.session_idle_s, 60, 10**8),
-            session_max_age_s=_int(env, "API_SESSION_MAX_AGE_S", cls.session_max_age_s, 60, 10**9),
-            bcrypt_cost=_int(env, "API_BCRYPT_COST", cls.bcrypt_cost, 4, 31),
-            hash_threads=_int(env, "API_HASH_THREADS", os.cpu_count() or 1, 1, 256),
-            hash_niceness=_int(env, "API_HASH_NICENESS", cls.hash_niceness, 0, 19),
-            max_body_bytes=_int(env, "API_MAX_BODY_BYTES", cls.max_body_bytes, 1024, 16 << 20),
-            login_window_s=_int(env, "API_LOGIN_WINDOW_S", cls.login_window_s, 1, 86400),
-            login_max_failures_per_account=_int(
-                env, "API_LOGIN_MAX_FAILURES_PER_ACCOUNT", 10, 1, 10**6
-            ),
-            login_max_failures_per_ip=_int(env, "API_LOGIN_MAX_FAILURES_PER_IP", 100, 1, 10**6),
-            signup_window_s=_int(env, "API_SIGNUP_WINDOW_S", cls.signup_window_s, 1, 86400),
-            signup_max_per_ip=_int(env, "API_SIGNUP_MAX_PER_IP", cls.signup_max_per_ip, 1, 10**6),
-            submittable_tasks=_task_list(env.get("API_SUBMITTABLE_TASKS")),
-            ready_timeout_s=_int(env, "API_READY_TIMEOUT_MS", 1000, 10, 60000) / 1000,
-            db_timeout_ms=_int(env, "API_DB_TIMEOUT_MS", cls.db_timeout_ms, 10, 600000),
-            db_pool_size=_int(env, "API_DB_POOL_SIZE", cls.db_pool_size, 1, 10000),
-            db_max_in_flight=_int(env, "API_DB_MAX_IN_FLIGHT", cls.db_max_in_flight, 1, 10000),
-            trusted_proxy_hops=_int(env, "API_TRUSTED_PROXY_HOPS", 0, 0, 10),
-            metrics_multiproc_dir=env.get("PROMETHEUS_MULTIPROC_DIR") or None,
-        )
+        """Build settings from environment variables; raise SettingsError on a bad value."""
+        values = envspec.read(OPTIONS, env)
+        for required in ("API_JWT_KEYS", "API_PASSWORD_PEPPER"):
+            if not env.get(required, "").strip():
+                raise SettingsError(f"{required} is not set")
+        values.setdefault("jwt_active_kid", next(iter(values["jwt_keys"])))
+        if "ready_timeout_ms" in values:
+            values["ready_timeout_s"] = values.pop("ready_timeout_ms") / 1000
+        return cls(**values, metrics_multiproc_dir=metrics_dir.configured(env))
 
 
-def parse_jwt_keys(raw: str) -> dict[str, bytes]:
-    """Parse "kid:base64secret,kid:base64secret" into {kid: secret}; the order is kept."""
-    keys: dict[str, bytes] = {}
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
-        kid, sep, encoded = item.partition(":")
-        if not sep or not _KID_RE.match(kid):
-            raise ApiConfigError(
-                "API_JWT_KEYS must be comma-separated kid:base64secret pairs "
-                "(kid: 1-32 of A-Z a-z 0-9 . _ -)"
-            )
-        if kid in keys:
-            raise ApiConfigError(f"API_JWT_KEYS names kid {kid!r} twice")
-        keys[kid] = decode_secret(f"API_JWT_KEYS[{kid}]", encoded)
-    if not keys:
-        raise ApiConfigError("API_JWT_KEYS is not set: give at least one kid:base64secret")
-    return keys
-
-
-def decode_secret(name: str, encoded: str | None) -> bytes:
-    """Decode a base64 (standard or URL-safe) secret and check it; raise ApiConfigError."""
-    if not encoded:
-        raise ApiConfigError(f"{name} is not set")
-    if encoded.strip().lower() in _PLACEHOLDERS:
-        raise ApiConfigError(f"{name} is a well-known placeholder; generate a random secret")
-    text = encoded.strip().replace("-", "+").replace("_", "/")
+def _checked(name: str, secret: bytes) -> None:
     try:
-        secret = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiConfigError(f"{name} must be base64 of random bytes") from None
-    check_secret(name, secret)
-    return secret
+        check_secret(secret)
+    except ValueError as exc:
+        raise SettingsError(f"{name} {exc}") from None
 
 
-def check_secret(name: str, secret: bytes) -> None:
-    """Refuse short secrets and ones that look typed by a human rather than generated."""
-    if len(secret) < MIN_SECRET_BYTES:
-        raise ApiConfigError(f"{name} must decode to at least {MIN_SECRET_BYTES} bytes")
-    # 32 random bytes are all printable ASCII with probability ~1e-14: such a value was typed.
-    if all(byte in _PRINTABLE for byte in secret) or len(set(secret)) < MIN_SECRET_BYTES // 2:
-        raise ApiConfigError(f"{name} looks like a placeholder; use random bytes (base64)")
+def _task_set(raw: str) -> frozenset[str]:
+    return frozenset(envspec.names(raw))
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ApiConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+_int = envspec.integer
+OPTIONS: tuple[Option[Any], ...] = (
+    Option("API_JWT_KEYS", "jwt_keys", parse_keyring, "kid:base64secret,...", secret=True),
+    Option("API_JWT_ACTIVE_KID", "jwt_active_kid", envspec.text, "kid that signs new tokens"),
+    Option("API_PASSWORD_PEPPER", "password_pepper", decode_secret, "base64", secret=True),
+    Option("API_JWT_ISSUER", "jwt_issuer", envspec.text, "`iss` claim"),
+    Option("API_JWT_AUDIENCE", "jwt_audience", envspec.text, "`aud` claim"),
+    Option("API_JWT_LEEWAY_S", "jwt_leeway_s", _int(0, 300), "clock-skew leeway"),
+    Option("API_ACCESS_TTL_S", "access_ttl_s", _int(30, 86400), "access-token lifetime"),
+    Option("API_SESSION_IDLE_S", "session_idle_s", _int(60, 10**8), "idle session end"),
+    Option("API_SESSION_MAX_AGE_S", "session_max_age_s", _int(60, 10**9), "session lifetime"),
+    Option("API_BCRYPT_COST", "bcrypt_cost", _int(4, 31), "bcrypt work factor"),
+    Option("API_HASH_THREADS", "hash_threads", _int(1, 256), "bcrypt threads per worker"),
+    Option("API_HASH_NICENESS", "hash_niceness", _int(0, 19), "nice value of those threads"),
+    Option("API_MAX_BODY_BYTES", "max_body_bytes", _int(1024, 16 << 20), "larger bodies: 413"),
+    Option("API_LOGIN_WINDOW_S", "login_window_s", _int(1, 86400), "failed-login window"),
+    Option(
+        "API_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        "login_max_failures_per_account",
+        _int(1, 10**6),
+        "failed logins per account per window",
+    ),
+    Option(
+        "API_LOGIN_MAX_FAILURES_PER_IP",
+        "login_max_failures_per_ip",
+        _int(1, 10**6),
+        "failed logins per client address per window",
+    ),
+    Option("API_SIGNUP_WINDOW_S", "signup_window_s", _int(1, 86400), "sign-up window"),
+    Option("API_SIGNUP_MAX_PER_IP", "signup_max_per_ip", _int(1, 10**6), "sign-ups per window"),
+    Option("API_SUBMITTABLE_TASKS", "submittable_tasks", _task_set, "tasks clients may submit"),
+    Option("API_READY_TIMEOUT_MS", "ready_timeout_ms", _int(10, 60000), "/readyz deadline"),
+    Option("API_DB_TIMEOUT_MS", "db_timeout_ms", _int(10, 600000), "database deadline"),
+    Option("API_DB_POOL_SIZE", "db_pool_size", _int(1, 10000), "connections per worker"),
+    Option("API_DB_MAX_IN_FLIGHT", "db_max_in_flight", _int(1, 10000), "operations at once"),
+    Option("API_TRUSTED_PROXY_HOPS", "trusted_proxy_hops", _int(0, 10), "proxies in front"),
+)
 
 
-def _task_list(raw: str | None) -> frozenset[str]:
-    if raw is None:
-        return ApiSettings.submittable_tasks
-    return frozenset(name.strip() for name in raw.split(",") if name.strip())
+@dataclass(frozen=True)
+class ServerSettings:
+    """gunicorn's settings for the API (deploy/gunicorn.conf.py turns them into its names)."""
+
+    bind: str = "127.0.0.1:8000"
+    workers: int = _cores
+    worker_connections: int = 1000
+    timeout_s: int = 30
+    graceful_timeout_s: int = 30
+    keepalive_s: int = 5
+    max_requests: int = 0
+    access_log: str | None = None
+    control_socket: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
+        """Build the server settings from environment variables; raise SettingsError."""
+        return cls(**envspec.read(SERVER_OPTIONS, env))
+
+
+SERVER_OPTIONS: tuple[Option[Any], ...] = (
+    Option("API_BIND", "bind", envspec.text, "gunicorn bind address"),
+    Option("API_WORKERS", "workers", _int(1, 1024), "gevent worker processes"),
+    Option("API_WORKER_CONNECTIONS", "worker_connections", _int(1, 100000), "greenlets"),
+    Option("API_TIMEOUT_S", "timeout_s", _int(1, 3600), "silent worker kill"),
+    Option("API_GRACEFUL_TIMEOUT_S", "graceful_timeout_s", _int(1, 3600), "stop grace"),
+    Option("API_KEEPALIVE_S", "keepalive_s", _int(0, 3600), "keep-alive"),
+    Option("API_MAX_REQUESTS", "max_requests", _int(0, 10**9), "recycle after N requests"),
+    Option("API_ACCESS_LOG", "access_log", envspec.text, "- or a path"),
+    Option("API_CONTROL_SOCKET", "control_socket", envspec.text, "control socket path"),
+)

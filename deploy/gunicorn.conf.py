@@ -4,44 +4,41 @@ gevent workers (one process per core by default, many greenlets each); bcrypt ru
 per-worker thread pool so it never blocks a worker's event loop. Everything here can be set
 from the environment:
 
-    API_BIND                 127.0.0.1:8000
-    API_WORKERS              number of CPU cores
-    API_WORKER_CONNECTIONS   1000 (greenlets per worker)
-    API_TIMEOUT_S            30   (a worker silent this long is killed and replaced)
-    API_GRACEFUL_TIMEOUT_S   30   (on SIGTERM/SIGHUP, time to finish in-flight requests)
-    API_KEEPALIVE_S          5
-    API_HASH_THREADS         number of CPU cores (bcrypt threads per worker; read by the app)
-    API_MAX_REQUESTS         0    (recycle a worker after N requests; 0 = never)
-    API_ACCESS_LOG           unset: no access log; "-" for stderr, or a file path
-    API_CONTROL_SOCKET       unset: gunicorn's control socket is disabled
-    PROMETHEUS_MULTIPROC_DIR a fresh temporary directory when unset
+API_BIND, API_WORKERS, API_WORKER_CONNECTIONS, API_TIMEOUT_S, API_GRACEFUL_TIMEOUT_S,
+API_KEEPALIVE_S, API_MAX_REQUESTS, API_ACCESS_LOG, API_CONTROL_SOCKET: parsed by
+`api.settings.ServerSettings` (the table there holds defaults and bounds), and
+PROMETHEUS_MULTIPROC_DIR (a fresh temporary directory when unset).
 
 Prometheus multiprocess mode: the directory is chosen and emptied here, in the master, before
 any worker imports prometheus_client. In child_exit a dead worker's live gauges are dropped and
 its counters and histograms are folded into the directory's archive files
-(queue_worker.metrics_files), so scrape time does not grow with worker restarts.
+(runtime/metrics_files.py), so scrape time does not grow with worker restarts.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Any
 
-_env = os.environ
+from api.settings import ServerSettings
+from runtime import metrics_dir
 
-bind = _env.get("API_BIND", "127.0.0.1:8000")
-workers = int(_env.get("API_WORKERS", str(os.cpu_count() or 1)))
+# The master parses the API_* server variables through the API's own table (SettingsError on a
+# bad value).
+_server = ServerSettings.from_env(os.environ)
+_created_dirs: list[str] = []
+
+bind = _server.bind
+workers = _server.workers
 worker_class = "gevent"
-worker_connections = int(_env.get("API_WORKER_CONNECTIONS", "1000"))
-timeout = int(_env.get("API_TIMEOUT_S", "30"))
-graceful_timeout = int(_env.get("API_GRACEFUL_TIMEOUT_S", "30"))
-keepalive = int(_env.get("API_KEEPALIVE_S", "5"))
-max_requests = int(_env.get("API_MAX_REQUESTS", "0"))
+worker_connections = _server.worker_connections
+timeout = _server.timeout_s
+graceful_timeout = _server.graceful_timeout_s
+keepalive = _server.keepalive_s
+max_requests = _server.max_requests
 max_requests_jitter = max_requests // 10
 proc_name = "jobauth-api"
-accesslog = _env.get("API_ACCESS_LOG") or None
+accesslog = _server.access_log
 # Request lines of the access log never include bodies or Authorization headers.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s'
 # Keep request heads small: tokens travel in headers, nothing else needs big ones.
@@ -49,40 +46,23 @@ limit_request_line = 4094
 limit_request_field_size = 8190
 # gunicorn 27's control socket defaults to one path per user, which two instances on one host
 # would fight over: off unless a path is given.
-control_socket = _env.get("API_CONTROL_SOCKET", "")
+control_socket = _server.control_socket
 control_socket_disable = not control_socket
 
 
-_created_dirs: list[str] = []
-
-
-def _multiproc_dir() -> str:
-    path = _env.get("PROMETHEUS_MULTIPROC_DIR")
-    if not path:
-        path = tempfile.mkdtemp(prefix="api-metrics-")
-        _env["PROMETHEUS_MULTIPROC_DIR"] = path
-        _created_dirs.append(path)
-    return path
-
-
 def on_starting(server: Any) -> None:
-    """Empty the metrics directory: files of an earlier run would be summed in."""
-    from queue_worker.metrics_files import reset_directory
-
-    reset_directory(_multiproc_dir())
+    """Point the metrics directory at an empty one before any worker imports prometheus-client."""
+    created = metrics_dir.prepare(os.environ, prefix="api-metrics-")
+    if created is not None:
+        _created_dirs.append(created)
 
 
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges and fold its counters into the archive files."""
-    from prometheus_client import multiprocess
-
-    from queue_worker.metrics_files import archive_dead_process
-
-    multiprocess.mark_process_dead(worker.pid)
-    archive_dead_process(worker.pid)
+    metrics_dir.process_died(worker.pid)
 
 
 def on_exit(server: Any) -> None:
     """Remove the metrics directory if this config created it (a temporary one)."""
     for path in _created_dirs:
-        shutil.rmtree(path, ignore_errors=True)
+        metrics_dir.remove(path)

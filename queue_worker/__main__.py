@@ -25,7 +25,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, TextIO
 
@@ -33,6 +33,7 @@ from pymongo.errors import PyMongoError
 
 from queue_worker import admin
 from queue_worker.builtin import load_tasks
+from queue_worker.connection import connect, database, owner_id
 from queue_worker.consumer import EXIT_NEEDS_REPLACEMENT, Consumer
 from queue_worker.errors import (
     ConfigError,
@@ -43,8 +44,9 @@ from queue_worker.errors import (
 )
 from queue_worker.job import JobState, parse_job_id
 from queue_worker.settings import QueueSettings
-from queue_worker.store import JobStore, connect, database, owner_id, utcnow
-from queue_worker.tasks import TaskRegistry
+from queue_worker.store import JobStore, utcnow
+from queue_worker.tasks import ResourceSetup, TaskRegistry, open_resources
+from runtime import metrics_dir
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,6 +60,24 @@ class UsageError(Exception):
     """Bad arguments: reported with exit code 2 before anything is written."""
 
 
+@dataclass(frozen=True)
+class Cli:
+    """What every command gets: the settings, the task registry and the environment."""
+
+    settings: QueueSettings
+    registry: TaskRegistry
+    env: Mapping[str, str]
+
+    @contextmanager
+    def store(self, app_name: str = "queue_worker.cli") -> Iterator[JobStore]:
+        """Yield a JobStore on a fresh client, closed afterwards."""
+        client = connect(self.settings, app_name=app_name)
+        try:
+            yield JobStore(database(client, self.settings), self.settings, registry=self.registry)
+        finally:
+            client.close()
+
+
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run one CLI command and return its exit code."""
     env = os.environ if env is None else env
@@ -68,10 +88,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         registry = load_tasks(settings)
     except ConfigError as exc:
         return _error(f"configuration: {exc}", EXIT_USAGE)
-    configure_multiprocess_metrics(env)
-    command: Callable[[argparse.Namespace, QueueSettings, TaskRegistry], int] = args.command
+    metrics_dir.ensure(env)
+    command: Callable[[argparse.Namespace, Cli], int] = args.command
     try:
-        return command(args, settings, registry)
+        return command(args, Cli(settings, registry, env))
+    except ConfigError as exc:
+        return _error(f"configuration: {exc}", EXIT_USAGE)
     except (UsageError, UnknownTaskError, InvalidJobError, admin.RefusedError) as exc:
         return _error(str(exc), EXIT_USAGE)
     except (JobNotFoundError, InvalidTransitionError) as exc:
@@ -147,17 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands ----------------------------------------------------------------------------------
 
 
-def cmd_work(args: argparse.Namespace, settings: QueueSettings, registry: TaskRegistry) -> int:
+def cmd_work(args: argparse.Namespace, cli: Cli) -> int:
     """Run one consumer until SIGINT/SIGTERM; drain, release what is left, and exit."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
     )
-    with _open_store(settings, registry, app_name="queue_worker.work") as store:
+    with cli.store("queue_worker.work") as store:
         store.ensure_indexes()
+        resources = open_resources(cli.registry, ResourceSetup(env=cli.env, db=store.db))
         consumer = Consumer(
-            store, registry, settings, owner=owner_id(),
-            queues=args.queues, concurrency=args.concurrency or settings.concurrency,
-            stop_timeout_s=args.drain_timeout,
+            store, cli.registry, cli.settings, owner=owner_id(),
+            queues=args.queues, concurrency=args.concurrency or cli.settings.concurrency,
+            stop_timeout_s=args.drain_timeout, resources=resources,
         )  # fmt: skip
         signalled: list[int] = []
 
@@ -170,20 +193,20 @@ def cmd_work(args: argparse.Namespace, settings: QueueSettings, registry: TaskRe
         log.info(
             "consumer %s: queues=%s concurrency=%d tasks=%s",
             consumer.owner, ",".join(consumer.queues), consumer.concurrency,
-            ",".join(registry.names()),
+            ",".join(cli.registry.names()),
         )  # fmt: skip
         consumer.run()
         log.info("consumer %s stopped after %d jobs", consumer.owner, consumer.jobs_finished)
-    _mark_metrics_process_dead()
+    metrics_dir.process_died(os.getpid())
     if not signalled and consumer.needs_replacement:
         return EXIT_NEEDS_REPLACEMENT
     return EXIT_OK
 
 
-def cmd_enqueue(args: argparse.Namespace, settings: QueueSettings, registry: TaskRegistry) -> int:
+def cmd_enqueue(args: argparse.Namespace, cli: Cli) -> int:
     """Enqueue one job and print its id."""
-    registry.get(args.task)  # unknown task: a usage error, before touching the database
-    with _open_store(settings, registry, app_name="queue_worker.cli") as store:
+    cli.registry.get(args.task)  # unknown task: a usage error, before touching the database
+    with cli.store() as store:
         # Idempotency keys rest on a unique index: never enqueue before it exists.
         store.ensure_indexes()
         job = store.enqueue(
@@ -195,10 +218,10 @@ def cmd_enqueue(args: argparse.Namespace, settings: QueueSettings, registry: Tas
     return EXIT_OK
 
 
-def cmd_stats(args: argparse.Namespace, settings: QueueSettings, registry: TaskRegistry) -> int:
+def cmd_stats(args: argparse.Namespace, cli: Cli) -> int:
     """Print job counts per queue and state and the oldest due job's age."""
     now = utcnow()
-    with _open_store(settings, registry, app_name="queue_worker.cli") as store:
+    with cli.store() as store:
         result = admin.stats(store, now).as_dict()
     if args.json:
         print(json.dumps({"now": now.isoformat(), **result}, sort_keys=True))
@@ -214,10 +237,10 @@ def cmd_stats(args: argparse.Namespace, settings: QueueSettings, registry: TaskR
     return EXIT_OK
 
 
-def cmd_list(args: argparse.Namespace, settings: QueueSettings, registry: TaskRegistry) -> int:
+def cmd_list(args: argparse.Namespace, cli: Cli) -> int:
     """Print jobs, newest first."""
     now = utcnow()
-    with _open_store(settings, registry, app_name="queue_worker.cli") as store:
+    with cli.store() as store:
         jobs = admin.list_jobs(store, state=args.state, queue=args.queue, limit=args.limit)
     summaries = [admin.job_summary(job, now) for job in jobs]
     if args.json:
@@ -232,11 +255,11 @@ def cmd_list(args: argparse.Namespace, settings: QueueSettings, registry: TaskRe
     return EXIT_OK
 
 
-def cmd_retry(args: argparse.Namespace, settings: QueueSettings, registry: TaskRegistry) -> int:
+def cmd_retry(args: argparse.Namespace, cli: Cli) -> int:
     """Revive one dead job, or all of them."""
     if args.queue and not args.all_dead:
         raise UsageError("--queue only applies with --all-dead")
-    with _open_store(settings, registry, app_name="queue_worker.cli") as store:
+    with cli.store() as store:
         if args.all_dead:
             print(f"revived {admin.retry_all_dead(store, queue=args.queue)} dead jobs")
         else:
@@ -245,18 +268,18 @@ def cmd_retry(args: argparse.Namespace, settings: QueueSettings, registry: TaskR
     return EXIT_OK
 
 
-def cmd_cancel(args: argparse.Namespace, settings: QueueSettings, registry: TaskRegistry) -> int:
+def cmd_cancel(args: argparse.Namespace, cli: Cli) -> int:
     """Cancel one pending job."""
-    with _open_store(settings, registry, app_name="queue_worker.cli") as store:
+    with cli.store() as store:
         job = admin.cancel(store, args.job_id)
     print(f"{job.id} cancelled")
     return EXIT_OK
 
 
-def cmd_purge(args: argparse.Namespace, settings: QueueSettings, registry: TaskRegistry) -> int:
+def cmd_purge(args: argparse.Namespace, cli: Cli) -> int:
     """Delete (or, without --yes, count) finished jobs of one state."""
     state: JobState = args.state
-    with _open_store(settings, registry, app_name="queue_worker.cli") as store:
+    with cli.store() as store:
         count = admin.purge(
             store, state, now=utcnow(), older_than_s=args.older_than, dry_run=not args.yes
         )
@@ -269,32 +292,6 @@ def cmd_purge(args: argparse.Namespace, settings: QueueSettings, registry: TaskR
 
 
 # -- plumbing ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def _open_store(
-    settings: QueueSettings, registry: TaskRegistry, *, app_name: str
-) -> Iterator[JobStore]:
-    """Yield a JobStore on a fresh client, closed afterwards."""
-    client = connect(settings, app_name=app_name)
-    try:
-        yield JobStore(database(client, settings), settings, registry=registry)
-    finally:
-        client.close()
-
-
-def configure_multiprocess_metrics(env: Mapping[str, str]) -> None:
-    """Create PROMETHEUS_MULTIPROC_DIR if it is set, so this process's metrics land there."""
-    directory = env.get("PROMETHEUS_MULTIPROC_DIR")
-    if directory:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-
-
-def _mark_metrics_process_dead() -> None:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
 def _print_table(rows: list[list[str]], out: TextIO) -> None:

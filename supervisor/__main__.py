@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from supervisor.errors import ChildExit, ExitCode, UsageError
+from runtime import metrics_dir
+from supervisor.errors import ExitCode, UsageError
 from supervisor.liveness import Liveness, LivenessLink
-from supervisor.settings import SupervisorSettings, load_settings
+from supervisor.reasons import ChildExit
+from supervisor.settings import EXPORTER, SupervisorSettings, load_settings
 
 if TYPE_CHECKING:
     from supervisor.process_ops import OsProcessOps
@@ -46,29 +45,17 @@ class ForkedTargets:
 
         return run_consumer(self.settings, slot, liveness)
 
-    def exporter(self, liveness: LivenessLink) -> int:
-        from supervisor.exporter import run_exporter
+    def singleton(self, name: str, liveness: LivenessLink) -> int:
+        if name == EXPORTER:
+            from supervisor.exporter import run_exporter
 
-        return run_exporter(self.settings, liveness)
+            return run_exporter(self.settings, liveness)
+        raise ValueError(f"no singleton child named {name!r}")
 
     def reaper(self, dead: ChildExit) -> int:
         from supervisor.reaper import release_dead_child
 
         return release_dead_child(dead)
-
-
-def prepare_metrics_dir(env: dict[str, str] | os._Environ[str]) -> Path | None:
-    """Point PROMETHEUS_MULTIPROC_DIR at an empty directory; return it if we created it."""
-    given = env.get("PROMETHEUS_MULTIPROC_DIR")
-    if given:
-        # Imported here: prometheus-client picks its value class from this variable at import.
-        from queue_worker.metrics_files import reset_directory
-
-        reset_directory(given)  # a previous run's counters would be summed into ours
-        return None
-    created = Path(tempfile.mkdtemp(prefix="supervisor-metrics-"))
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(created)
-    return created
 
 
 def preflight(settings: SupervisorSettings, ops: OsProcessOps) -> tuple[int, str]:
@@ -109,17 +96,18 @@ def _exited(pid: int) -> int | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the supervisor until it is stopped; return the process exit code."""
-    logging.basicConfig(
-        level=os.environ.get("SUPERVISOR_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
     try:
         settings = load_settings(argv, os.environ)
     except UsageError as exc:
         print(f"python -m supervisor: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    created = prepare_metrics_dir(os.environ)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # Before any metric module is imported: prometheus-client picks its mode per process.
+    created = metrics_dir.prepare(os.environ, prefix="supervisor-metrics-")
     try:
         # Imported only now: prometheus-client picks its multiprocess mode at import time.
         from supervisor.master import Master
@@ -153,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("master exiting with code %d", code)
         return code
     finally:
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+        metrics_dir.remove(created)
 
 
 if __name__ == "__main__":

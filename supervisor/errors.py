@@ -4,21 +4,21 @@
     └── UsageError         bad command-line option or SUPERVISOR_* variable (exit 2)
 
 Exit codes are the only channel a child has to tell the master *why* it ended, so each cause
-gets its own code; the master maps them to restart reasons and shutdown messages.
+gets its own code; the master maps them to restart reasons (reasons.py) and shutdown messages.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from enum import IntEnum
+
+from runtime.env import SettingsError
 
 
 class SupervisorError(Exception):
     """Base class of every error the supervisor raises on purpose."""
 
 
-class UsageError(SupervisorError):
+class UsageError(SupervisorError, SettingsError):
     """An option or environment variable is unusable; the message says which and why."""
 
 
@@ -36,33 +36,3 @@ class ExitCode(IntEnum):
     RECYCLE_JOBS = 10
     RECYCLE_MEMORY = 11
     JOB_TIMEOUT = 12
-
-
-RECYCLE_REASONS: dict[int, str] = {
-    ExitCode.RECYCLE_JOBS: "recycle_jobs",
-    ExitCode.RECYCLE_MEMORY: "recycle_memory",
-    ExitCode.JOB_TIMEOUT: "timeout",
-}
-"""Child exit code → supervisor_restarts_total reason, for exits that are replacements."""
-
-
-class ChildExit:
-    """How a child ended, decoded from its wait status, and why the master thinks it did."""
-
-    __slots__ = ("pid", "exit_code", "signal", "reason")
-
-    def __init__(self, pid: int, status: int, reason: str = "crash") -> None:
-        self.pid = pid
-        code = os.waitstatus_to_exitcode(status)
-        self.exit_code: int | None = code if code >= 0 else None
-        self.signal: int | None = -code if code < 0 else None
-        self.reason = reason  # crash | hang | shutdown
-
-    def describe(self) -> str:
-        """Return 'signal SIGKILL' or 'exit code 3', for logs."""
-        if self.signal is not None:
-            try:
-                return f"signal {signal.Signals(self.signal).name}"
-            except ValueError:
-                return f"signal {self.signal}"
-        return f"exit code {self.exit_code}"

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 import setproctitle
-from prometheus_client import multiprocess
 
-from queue_worker.metrics_files import archive_dead_process
-from supervisor.errors import ChildExit, ExitCode
+from runtime import metrics_dir
+from supervisor.errors import ExitCode
 from supervisor.liveness import LivenessLink
+from supervisor.reasons import ChildExit
 
 
 class ProcessOps(Protocol):
@@ -50,7 +50,7 @@ class ChildTargets(Protocol):
 
     def consumer(self, slot: int, liveness: LivenessLink) -> int: ...
 
-    def exporter(self, liveness: LivenessLink) -> int: ...
+    def singleton(self, name: str, liveness: LivenessLink) -> int: ...
 
     def reaper(self, dead: ChildExit) -> int: ...
 
@@ -94,10 +94,8 @@ class OsProcessOps:
         return time.time()
 
     def mark_dead(self, pid: int) -> None:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-            # Its counters are folded into the archive: scrapes stay fast after many restarts.
-            archive_dead_process(pid)
+        # Its counters are folded into the archive: scrapes stay fast after many restarts.
+        metrics_dir.process_died(pid)
 
     def set_title(self, title: str) -> None:
         setproctitle.setproctitle(title)

@@ -1,4 +1,4 @@
-"""Supervisor settings: every option has a command-line flag and an environment variable.
+"""Supervisor settings: every option has a command-line flag and (but one) an environment variable.
 
 Precedence: flag, then environment, then default. Queue settings (QUEUE_*, MONGODB_*) are not
 parsed here: the master never imports the queue library, so the preflight child validates them.
@@ -10,11 +10,13 @@ import argparse
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any
 
+from runtime import env as envspec
+from runtime.env import Option, SettingsError
 from supervisor.errors import UsageError
 
-T = TypeVar("T")
+EXPORTER = "exporter"
 
 
 @dataclass(frozen=True)
@@ -39,57 +41,18 @@ class SupervisorSettings:
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
     db_wait_s: float = 15.0
+    log_level: str = "INFO"
+
+    def singletons(self) -> tuple[str, ...]:
+        """Return the names of the extra children this supervisor runs beside its consumers."""
+        return (EXPORTER,) if self.metrics_port > 0 else ()
 
 
-@dataclass(frozen=True)
-class _Option:
-    flag: str
-    env: str
-    field: str
-    parse: Callable[[str], object]
-    help: str
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("must be a whole number") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError("must be a number of seconds") from None
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError("must be a TCP port between 0 and 65535")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _float(text)
-    if not value > 0:
-        raise ValueError("must be greater than 0")
-    return value
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
 
 
 def _queue_list(text: str) -> tuple[str, ...]:
@@ -99,122 +62,94 @@ def _queue_list(text: str) -> tuple[str, ...]:
     return names
 
 
-OPTIONS: tuple[_Option, ...] = (
-    _Option(
-        "--workers",
-        "SUPERVISOR_WORKERS",
-        "workers",
-        _positive_int,
-        "consumer processes to keep alive (default: CPU count)",
+_positive_int = envspec.integer(1)
+_non_negative_int = envspec.integer(0)
+_positive_float = envspec.number(0.0, above=True)
+_port = envspec.port
+
+OPTIONS: tuple[Option[Any], ...] = (
+    Option(
+        "SUPERVISOR_WORKERS", "workers", _positive_int,
+        "consumer processes to keep alive (default: CPU count)", flag="--workers",
     ),
-    _Option(
-        "--concurrency",
-        "QUEUE_CONCURRENCY",
-        "concurrency",
-        _positive_int,
-        "jobs each consumer runs at once (default: the queue library's, 4)",
+    # Flag only: without it, each consumer uses QUEUE_CONCURRENCY, parsed by QueueSettings.
+    Option(
+        "", "concurrency", _positive_int,
+        "jobs each consumer runs at once (default: QUEUE_CONCURRENCY, 4)", flag="--concurrency",
     ),
-    _Option(
-        "--queues",
-        "SUPERVISOR_QUEUES",
-        "queues",
-        _queue_list,
+    Option(
+        "SUPERVISOR_QUEUES", "queues", _queue_list,
         "comma-separated queues to consume (default: the queue library's default queue)",
+        flag="--queues",
     ),
-    _Option(
-        "--graceful-timeout",
-        "SUPERVISOR_GRACEFUL_TIMEOUT_S",
-        "graceful_timeout_s",
-        _positive_float,
-        "seconds a stopping consumer may finish running jobs before "
-        "releasing the rest (default: 30)",
+    Option(
+        "SUPERVISOR_GRACEFUL_TIMEOUT_S", "graceful_timeout_s", _positive_float,
+        "seconds a stopping consumer may finish running jobs before releasing the rest "
+        "(default: 30)",
+        flag="--graceful-timeout",
     ),
-    _Option(
-        "--metrics-port",
-        "SUPERVISOR_METRICS_PORT",
-        "metrics_port",
-        _port,
+    Option(
+        "SUPERVISOR_METRICS_PORT", "metrics_port", _port,
         "serve Prometheus metrics on this port; 0 disables the exporter (default: 0)",
+        flag="--metrics-port",
     ),
-    _Option(
-        "--metrics-host",
-        "SUPERVISOR_METRICS_HOST",
-        "metrics_host",
-        str,
-        "address the metrics exporter binds (default: 127.0.0.1)",
+    Option(
+        "SUPERVISOR_METRICS_HOST", "metrics_host", envspec.text,
+        "address the metrics exporter binds (default: 127.0.0.1)", flag="--metrics-host",
     ),
-    _Option(
-        "--max-jobs-per-child",
-        "SUPERVISOR_MAX_JOBS_PER_CHILD",
-        "max_jobs_per_child",
-        _non_negative_int,
+    Option(
+        "SUPERVISOR_MAX_JOBS_PER_CHILD", "max_jobs_per_child", _non_negative_int,
         "gracefully replace a consumer after this many jobs; 0: never",
+        flag="--max-jobs-per-child",
     ),
-    _Option(
-        "--max-memory-mb",
-        "SUPERVISOR_MAX_MEMORY_MB",
-        "max_memory_mb",
-        _non_negative_int,
+    Option(
+        "SUPERVISOR_MAX_MEMORY_MB", "max_memory_mb", _non_negative_int,
         "gracefully replace a consumer whose RSS exceeds this many MiB; 0: never",
+        flag="--max-memory-mb",
     ),
-    _Option(
-        "--crash-loop-exits",
-        "SUPERVISOR_CRASH_LOOP_EXITS",
-        "crash_loop_exits",
-        _positive_int,
-        "K: a slot whose consumer dies abnormally K times within the window "
-        "stops being respawned (default: 5)",
+    Option(
+        "SUPERVISOR_CRASH_LOOP_EXITS", "crash_loop_exits", _positive_int,
+        "K: a slot whose consumer dies abnormally K times within the window stops being "
+        "respawned (default: 5)",
+        flag="--crash-loop-exits",
     ),
-    _Option(
-        "--crash-loop-window",
-        "SUPERVISOR_CRASH_LOOP_WINDOW_S",
-        "crash_loop_window_s",
-        _positive_float,
-        "T: the crash-loop window in seconds (default: 60)",
+    Option(
+        "SUPERVISOR_CRASH_LOOP_WINDOW_S", "crash_loop_window_s", _positive_float,
+        "T: the crash-loop window in seconds (default: 60)", flag="--crash-loop-window",
     ),
-    _Option(
-        "--hang-timeout",
-        "SUPERVISOR_HANG_TIMEOUT_S",
-        "hang_timeout_s",
-        _positive_float,
+    Option(
+        "SUPERVISOR_HANG_TIMEOUT_S", "hang_timeout_s", _positive_float,
         "seconds without a liveness report before a child is aborted (default: 12)",
+        flag="--hang-timeout",
     ),
-    _Option(
-        "--kill-grace",
-        "SUPERVISOR_KILL_GRACE_S",
-        "kill_grace_s",
-        _positive_float,
+    Option(
+        "SUPERVISOR_KILL_GRACE_S", "kill_grace_s", _positive_float,
         "seconds between SIGABRT (or a missed shutdown deadline) and SIGKILL (default: 3)",
+        flag="--kill-grace",
     ),
-    _Option(
-        "--boot-timeout",
-        "SUPERVISOR_BOOT_TIMEOUT_S",
-        "boot_timeout_s",
-        _positive_float,
-        "seconds a new child may take to report ready (default: 60)",
+    Option(
+        "SUPERVISOR_BOOT_TIMEOUT_S", "boot_timeout_s", _positive_float,
+        "seconds a new child may take to report ready (default: 60)", flag="--boot-timeout",
     ),
-    _Option(
-        "--backoff-base",
-        "SUPERVISOR_BACKOFF_BASE_S",
-        "backoff_base_s",
-        _positive_float,
+    Option(
+        "SUPERVISOR_BACKOFF_BASE_S", "backoff_base_s", _positive_float,
         "first respawn delay after an abnormal exit, doubled per recent exit (default: 0.5)",
+        flag="--backoff-base",
     ),
-    _Option(
-        "--backoff-cap",
-        "SUPERVISOR_BACKOFF_CAP_S",
-        "backoff_cap_s",
-        _positive_float,
-        "longest respawn delay in seconds (default: 30)",
+    Option(
+        "SUPERVISOR_BACKOFF_CAP_S", "backoff_cap_s", _positive_float,
+        "longest respawn delay in seconds (default: 30)", flag="--backoff-cap",
     ),
-    _Option(
-        "--db-wait",
-        "SUPERVISOR_DB_WAIT_S",
-        "db_wait_s",
-        _positive_float,
+    Option(
+        "SUPERVISOR_DB_WAIT_S", "db_wait_s", _positive_float,
         "seconds to wait for the database at start before giving up (default: 15)",
+        flag="--db-wait",
     ),
-)
+    Option(
+        "SUPERVISOR_LOG_LEVEL", "log_level", _log_level,
+        "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)", flag="--log-level",
+    ),
+)  # fmt: skip
 
 
 _METAVARS: dict[Callable[[str], object], str] = {
@@ -223,7 +158,8 @@ _METAVARS: dict[Callable[[str], object], str] = {
     _port: "PORT",
     _positive_float: "SECONDS",
     _queue_list: "Q1,Q2",
-    str: "HOST",
+    _log_level: "LEVEL",
+    envspec.text: "HOST",
 }
 
 
@@ -238,12 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         "QUEUE_* variables (see the README).",
     )
     for option in OPTIONS:
+        assert option.flag is not None
         parser.add_argument(
             option.flag,
             dest=option.field,
             metavar=_METAVARS.get(option.parse, "VALUE"),
             default=None,
-            help=f"{option.help} [env {option.env}]",
+            help=f"{option.help} [env {option.env}]" if option.env else option.help,
         )
     return parser
 
@@ -253,21 +190,12 @@ def load_settings(
 ) -> SupervisorSettings:
     """Parse flags and environment into settings; raise UsageError naming the bad value."""
     args = build_parser().parse_args(argv)
-    values: dict[str, object] = {}
-    for option in OPTIONS:
-        flag_value = getattr(args, option.field)
-        raw, source = (
-            (flag_value, option.flag)
-            if flag_value is not None
-            else (env.get(option.env), option.env)
-        )
-        if raw is None or raw == "":
-            continue
-        try:
-            values[option.field] = option.parse(raw)
-        except ValueError as exc:
-            raise UsageError(f"{source}={raw!r}: {exc}") from None
+    flags = {option.field: getattr(args, option.field) for option in OPTIONS}
+    try:
+        values = envspec.read(OPTIONS, env, flags)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
     values.setdefault("workers", cpu_count or os.cpu_count() or 1)
     values.setdefault("concurrency", None)
     values.setdefault("queues", None)
-    return SupervisorSettings(**values)  # type: ignore[arg-type]
+    return SupervisorSettings(**values)

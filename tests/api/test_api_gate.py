@@ -1,4 +1,4 @@
-"""Fair admission to the database: FifoGate and DatabaseGuard's slots."""
+"""Fair admission to the database: FifoGate and Admission's slots."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from collections.abc import Callable
 import pytest
 from apihelpers import secret_env
 
-from api.database import DatabaseGuard
+from api.admission import Admission
 from api.errors import Conflict, ServiceUnavailable
 from api.gate import FifoGate
 from api.metrics import ApiMetrics
-from api.settings import ApiConfigError, ApiSettings
+from api.settings import ApiSettings
+from runtime.env import SettingsError
 
 DEADLINE_S = 5.0
 
@@ -135,7 +136,7 @@ def errors_of(metrics: ApiMetrics, operation: str) -> float:
 def test_an_operation_without_a_free_slot_in_time_is_a_counted_503() -> None:
     """Waiting longer than the guard's wait for a slot gives ServiceUnavailable and a count."""
     metrics = ApiMetrics()
-    guard = DatabaseGuard(metrics, max_in_flight=1, wait_s=0.01)
+    guard = Admission(metrics, max_in_flight=1, wait_s=0.01)
     with guard.operation("users.find"):
         with pytest.raises(ServiceUnavailable) as raised:
             with guard.operation("sessions.rotate"):
@@ -148,7 +149,7 @@ def test_an_operation_without_a_free_slot_in_time_is_a_counted_503() -> None:
 
 def test_an_error_inside_an_operation_gives_its_slot_back() -> None:
     """An exception raised inside an operation still releases its slot."""
-    guard = DatabaseGuard(ApiMetrics(), max_in_flight=1, wait_s=0.01)
+    guard = Admission(ApiMetrics(), max_in_flight=1, wait_s=0.01)
     with pytest.raises(Conflict):
         with guard.operation("users.insert"):
             raise Conflict("taken", code="email_unavailable")
@@ -161,5 +162,5 @@ def test_in_flight_limit_is_read_from_the_environment() -> None:
     assert ApiSettings.from_env(secret_env()).db_max_in_flight == 4
     env = {**secret_env(), "API_DB_MAX_IN_FLIGHT": "16"}
     assert ApiSettings.from_env(env).db_max_in_flight == 16
-    with pytest.raises(ApiConfigError):
+    with pytest.raises(SettingsError):
         ApiSettings.from_env({**secret_env(), "API_DB_MAX_IN_FLIGHT": "0"})

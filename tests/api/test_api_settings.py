@@ -10,7 +10,9 @@ import sys
 import pytest
 from apihelpers import secret_env
 
-from api.settings import ApiConfigError, ApiSettings
+from api.mail.settings import MailSettings
+from api.settings import ApiSettings
+from runtime.env import SettingsError
 
 
 def env_with(**overrides: str) -> dict[str, str]:
@@ -50,8 +52,8 @@ def test_valid_secrets_parse_into_keys_by_kid() -> None:
     ],
 )
 def test_bad_or_placeholder_configuration_is_refused(overrides: dict[str, str]) -> None:
-    """Missing, short, human-typed or malformed secrets (and bad numbers) raise ApiConfigError."""
-    with pytest.raises(ApiConfigError):
+    """Missing, short, human-typed or malformed secrets (and bad numbers) raise SettingsError."""
+    with pytest.raises(SettingsError):
         ApiSettings.from_env(env_with(**overrides))
 
 
@@ -74,5 +76,15 @@ def test_hash_niceness_defaults_to_10_and_is_bounded() -> None:
     """Hashing threads are niced by default; a nice value outside 0-19 is refused."""
     assert ApiSettings.from_env(env_with()).hash_niceness == 10
     assert ApiSettings.from_env(env_with(API_HASH_NICENESS="0")).hash_niceness == 0
-    with pytest.raises(ApiConfigError):
+    with pytest.raises(SettingsError):
         ApiSettings.from_env(env_with(API_HASH_NICENESS="20"))
+
+
+def test_mail_settings_parse_and_hide_the_password() -> None:
+    """SMTP_* and MAIL_OUTBOX_DIR fill MailSettings; the password never shows in its repr, and
+    a bad flag names its variable."""
+    s = MailSettings.from_env({"SMTP_HOST": "mx", "SMTP_PASSWORD": "s3cret", "SMTP_PORT": "2525"})
+    assert (s.smtp_host, s.smtp_port, s.outbox_dir) == ("mx", 2525, "var/outbox")
+    assert "s3cret" not in repr(s)
+    with pytest.raises(SettingsError, match="SMTP_STARTTLS='maybe': must be 0 or 1"):
+        MailSettings.from_env({"SMTP_STARTTLS": "maybe"})

@@ -14,8 +14,9 @@ from pymongo.database import Database
 from api.app import create_app
 from api.auth.passwords import HashPool
 from api.metrics import ApiMetrics
-from api.settings import ApiConfigError, ApiSettings
+from api.settings import ApiSettings
 from queue_worker import JobStore
+from runtime.env import SettingsError
 
 LIMIT = 3
 WINDOW_S = 3600
@@ -115,5 +116,5 @@ def test_signup_limit_settings_have_defaults_and_bounds() -> None:
     )
     assert (custom.signup_window_s, custom.signup_max_per_ip) == (60, 5)
     for name, value in [("API_SIGNUP_WINDOW_S", "0"), ("API_SIGNUP_MAX_PER_IP", "many")]:
-        with pytest.raises(ApiConfigError, match=name):
+        with pytest.raises(SettingsError, match=name):
             ApiSettings.from_env({**secret_env(), name: value})

@@ -166,9 +166,10 @@ def test_env_example_has_a_comment_for_every_variable() -> None:
 
 def test_api_refuses_the_example_secrets() -> None:
     """The placeholder secrets in env.example make the API's settings refuse to load."""
-    from api.settings import ApiConfigError, ApiSettings
+    from api.settings import ApiSettings
+    from runtime.env import SettingsError
 
-    with pytest.raises(ApiConfigError, match="placeholder"):
+    with pytest.raises(SettingsError, match="placeholder"):
         ApiSettings.from_env(_env_example())
 
 

@@ -9,7 +9,7 @@ import sys
 import psutil  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
 
-from queue_worker.process_metrics import ProcessTreeCollector
+from runtime.process_tree import ProcessTreeCollector
 
 BURN_CPU = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
 

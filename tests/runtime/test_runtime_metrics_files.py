@@ -1,4 +1,4 @@
-"""Compaction of dead processes' Prometheus multiprocess files (queue_worker.metrics_files).
+"""Compaction of dead processes' Prometheus multiprocess files (runtime.metrics_files).
 
 Processes are simulated with prometheus-client's own writer: a MultiProcessValue class whose
 process identifier the test sets, so each "pid" writes real `<type>_<pid>.db` files exactly as a
@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from queue_worker.metrics_files import (
+from runtime.metrics_files import (
     LockedMultiProcessCollector,
     archive_dead_process,
     scrape_lock,
@@ -163,7 +163,7 @@ def test_a_scrape_reads_as_few_files_after_1000_dead_processes_as_after_10(
 
 _COMPACTOR = """
 import sys
-from queue_worker.metrics_files import archive_dead_process
+from runtime.metrics_files import archive_dead_process
 for pid in sys.argv[2:]:
     assert archive_dead_process(int(pid), sys.argv[1], lock_timeout_s=30)
 """
@@ -270,7 +270,7 @@ def test_importing_the_module_starts_no_thread_and_opens_no_socket() -> None:
 
 def test_the_metrics_files_module_does_not_load_pymongo() -> None:
     """The gunicorn and supervisor masters import it; they must not load pymongo (or its ssl)."""
-    probe = "import sys, queue_worker.metrics_files; print('pymongo' in sys.modules)"
+    probe = "import sys, runtime.metrics_files; print('pymongo' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
