@@ -26,6 +26,7 @@ from api.gevent_compat import quiet_condition_ownership_checks
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings
+from queue_worker.builtin import load_tasks
 
 App = falcon.App[falcon.Request, falcon.Response]
 
@@ -52,6 +53,8 @@ def build(env: Mapping[str, str]) -> LazyApp:
     """Validate the configuration now and return the app, whose clients are created lazily."""
     settings = ApiSettings.from_env(env)
     queue_settings = QueueSettings.from_env(env)
+    # The tasks' declared defaults (queue, timeout, attempts) apply to the jobs the API enqueues.
+    registry = load_tasks(queue_settings)
 
     def factory() -> App:
         # In the worker, after gevent's patching: pymongo's pool must not yield inside its lock.
@@ -67,9 +70,8 @@ def build(env: Mapping[str, str]) -> LazyApp:
             timeoutMS=settings.db_timeout_ms,
         )
         db = client[queue_settings.mongodb_database]
-        return create_app(
-            settings, db, JobStore(db, queue_settings), clock=utcnow, metrics=ApiMetrics()
-        )
+        store = JobStore(db, queue_settings, registry=registry)
+        return create_app(settings, db, store, clock=utcnow, metrics=ApiMetrics())
 
     return LazyApp(factory)
 

@@ -105,7 +105,7 @@ def start_stack(
         database = database or f"load_{int(time.time())}"
         uri = server.uri(database)
         stack.uri, stack.database_name = uri, database
-        extra = {"QUEUE_OUTBOX_DIR": str(work_dir / "outbox"), **api_env(env_extra)}
+        extra = {"MAIL_OUTBOX_DIR": str(work_dir / "outbox"), **api_env(env_extra)}
         env = project_env(uri, database, extra)
         if with_supervisor:
             stack.supervisor = start_supervisor(

@@ -1,43 +1,45 @@
 """queue_worker: a durable MongoDB job queue with leases, retries and crash attribution.
 
-Public API (see the README's queue section): QueueSettings, connect, database, JobStore,
-EnqueueRequest, Consumer, owner_id, Job, JobState, DeadReason, CrashInfo, task, registry,
-TaskRegistry, and the errors in errors.py.
-
-The names load on first use (PEP 562), so importing one light submodule, as the gunicorn and
-supervisor masters do with `queue_worker.metrics_files`, does not load pymongo there. Loaded in
-gunicorn's master, pymongo's `ssl` imports would escape gevent's monkey-patching in the workers.
+The public API (docs/queue.md): settings, the store, the consumer, the task registry and its
+resources, the job model and the errors. The process-wide plumbing that the gunicorn and
+supervisor masters need (settings parsing, multiprocess metric files) lives in `runtime`, so
+those masters never import this package, nor pymongo.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from queue_worker.consumer import EXIT_NEEDS_REPLACEMENT, Consumer, JobContext
-    from queue_worker.errors import (
-        ConfigError,
-        InvalidJobError,
-        InvalidTransitionError,
-        JobNotFoundError,
-        NonRetryableError,
-        QueueError,
-        UnknownTaskError,
-    )
-    from queue_worker.job import CrashInfo, DeadReason, Job, JobState, Transition
-    from queue_worker.settings import QueueSettings
-    from queue_worker.store import EnqueueRequest, JobStore, connect, database, owner_id, utcnow
-    from queue_worker.tasks import (
-        TaskContext,
-        TaskRegistry,
-        TaskSpec,
-        load_task_modules,
-        registry,
-        task,
-    )
+from queue_worker.connection import connect, database, owner_id
+from queue_worker.consumer import EXIT_NEEDS_REPLACEMENT, Consumer
+from queue_worker.errors import (
+    ConfigError,
+    InvalidJobError,
+    InvalidTransitionError,
+    JobNotFoundError,
+    NonRetryableError,
+    QueueError,
+    RetryAfter,
+    UnknownTaskError,
+)
+from queue_worker.job import CrashInfo, DeadReason, Job, JobState, Transition
+from queue_worker.settings import QueueSettings
+from queue_worker.slots import JobContext
+from queue_worker.store import EnqueueRequest, JobStore, utcnow
+from queue_worker.tasks import (
+    DATABASE,
+    Resource,
+    Resources,
+    ResourceSetup,
+    TaskContext,
+    TaskRegistry,
+    TaskSpec,
+    load_task_modules,
+    open_resources,
+    registry,
+    task,
+)
 
 __all__ = [
+    "DATABASE",
     "EXIT_NEEDS_REPLACEMENT",
     "ConfigError",
     "Consumer",
@@ -47,13 +49,17 @@ __all__ = [
     "InvalidJobError",
     "InvalidTransitionError",
     "Job",
-    "JobNotFoundError",
     "JobContext",
+    "JobNotFoundError",
     "JobState",
     "JobStore",
     "NonRetryableError",
     "QueueError",
     "QueueSettings",
+    "Resource",
+    "ResourceSetup",
+    "Resources",
+    "RetryAfter",
     "TaskContext",
     "TaskRegistry",
     "TaskSpec",
@@ -62,30 +68,9 @@ __all__ = [
     "connect",
     "database",
     "load_task_modules",
+    "open_resources",
     "owner_id",
     "registry",
     "task",
     "utcnow",
 ]
-
-_MODULE_OF = {
-    "EXIT_NEEDS_REPLACEMENT": "consumer", "Consumer": "consumer", "JobContext": "consumer",
-    "ConfigError": "errors", "InvalidJobError": "errors", "InvalidTransitionError": "errors",
-    "JobNotFoundError": "errors", "NonRetryableError": "errors", "QueueError": "errors",
-    "UnknownTaskError": "errors",
-    "CrashInfo": "job", "DeadReason": "job", "Job": "job", "JobState": "job", "Transition": "job",
-    "QueueSettings": "settings",
-    "EnqueueRequest": "store", "JobStore": "store", "connect": "store", "database": "store",
-    "owner_id": "store", "utcnow": "store",
-    "TaskContext": "tasks", "TaskRegistry": "tasks", "TaskSpec": "tasks",
-    "load_task_modules": "tasks", "registry": "tasks", "task": "tasks",
-}  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'queue_worker' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"queue_worker.{module}"), name)
-    globals()[name] = value
-    return value

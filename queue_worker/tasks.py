@@ -1,22 +1,55 @@
-"""The task registry: `@task("name", ...)` binds a handler and its per-task defaults.
+"""The task registry: `@task("name", ...)` binds a handler, its per-task defaults and the resources
+it uses.
 
 Handlers take the job's payload (a JSON-able dict) and a `TaskContext`, and return a small
 JSON-able result (or None). Raising `NonRetryableError` fails the job without further attempts;
-any other exception is a failed attempt that is retried with backoff.
+`RetryAfter` asks for a retry no sooner than its delay; any other exception is a failed attempt
+retried with backoff.
+
+Resources are what handlers need beyond their payload (the database, a mailer): each is a typed
+`Resource` key whose factory builds the value once per consumer process, after the fork, from a
+`ResourceSetup` (the process environment and the queue's database). A task declares the keys it
+uses (`@task(..., uses=(MAILER,))`); `open_resources` builds exactly the declared ones at boot, so
+a misconfigured resource stops the process before it claims anything, and
+`ctx.resource(KEY)` returns the value with its type, and refuses a key the task did not declare.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
+
+from pymongo.database import Database
 
 from queue_worker.errors import ConfigError, UnknownTaskError
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ResourceSetup:
+    """What a resource factory may build from: the environment and the queue's database."""
+
+    env: Mapping[str, str]
+    db: Database[Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Resource(Generic[T]):
+    """A typed key for something handlers use, and the factory that builds it per process."""
+
+    name: str
+    build: Callable[[ResourceSetup], T]
+
+
+DATABASE: Resource[Database[Any]] = Resource("database", lambda setup: setup.db)
+"""The queue's database, for handlers that keep records of their own (e.g. an audit log)."""
+
 
 class TaskContext(Protocol):
-    """What a running handler may know about its job."""
+    """What a running handler may know about its job, and the resources its task declared."""
 
     job_id: str
     attempt: int
@@ -26,13 +59,17 @@ class TaskContext(Protocol):
         """Return True once the job's lease is lost or its timeout has passed."""
         ...
 
+    def resource(self, key: Resource[T]) -> T:
+        """Return the process's instance of a resource the task declared in `uses`."""
+        ...
+
 
 Handler = Callable[[dict[str, Any], TaskContext], Any]
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A registered task: its handler and the defaults an enqueue may override."""
+    """A registered task: its handler, the defaults an enqueue may override, its resources."""
 
     name: str
     handler: Handler
@@ -40,6 +77,7 @@ class TaskSpec:
     max_attempts: int | None = None
     timeout_s: float | None = None
     priority: int | None = None
+    uses: tuple[Resource[Any], ...] = ()
 
 
 @dataclass
@@ -56,13 +94,15 @@ class TaskRegistry:
         max_attempts: int | None = None,
         timeout_s: float | None = None,
         priority: int | None = None,
+        uses: Iterable[Resource[Any]] = (),
     ) -> Callable[[Handler], Handler]:
         """Register the decorated function as the handler of task `name`."""
 
         def register(handler: Handler) -> Handler:
             if name in self.specs and self.specs[name].handler is not handler:
                 raise ConfigError(f"task {name!r} is registered twice")
-            self.specs[name] = TaskSpec(name, handler, queue, max_attempts, timeout_s, priority)
+            spec = TaskSpec(name, handler, queue, max_attempts, timeout_s, priority, tuple(uses))
+            self.specs[name] = spec
             return handler
 
         return register
@@ -79,6 +119,42 @@ class TaskRegistry:
 
     def names(self) -> list[str]:
         return sorted(self.specs)
+
+    def resources(self) -> list[Resource[Any]]:
+        """Return every resource some registered task uses, each once, by name."""
+        by_name: dict[str, Resource[Any]] = {}
+        for spec in self.specs.values():
+            for key in spec.uses:
+                if by_name.setdefault(key.name, key) is not key:
+                    raise ConfigError(f"two different resources are named {key.name!r}")
+        return [by_name[name] for name in sorted(by_name)]
+
+
+class Resources:
+    """The resources of one process, built once (`open_resources`); handed to each job."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+
+    def get(self, key: Resource[T], spec: TaskSpec) -> T:
+        """Return `key`'s value for a job of `spec`; ConfigError if the task did not declare it."""
+        if key not in spec.uses:
+            raise ConfigError(f"task {spec.name!r} uses resource {key.name!r} without declaring it")
+        value: T = self._values[key.name]
+        return value
+
+
+def open_resources(registry: TaskRegistry, setup: ResourceSetup) -> Resources:
+    """Build every resource the registered tasks declared; ConfigError names one that fails."""
+    values: dict[str, Any] = {}
+    for key in registry.resources():
+        try:
+            values[key.name] = key.build(setup)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any factory failure is a boot failure to report
+            raise ConfigError(f"resource {key.name!r}: {type(exc).__name__}: {exc}") from exc
+    return Resources(values)
 
 
 registry = TaskRegistry()

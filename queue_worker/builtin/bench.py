@@ -19,9 +19,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from queue_worker.builtin.resources import task_db
 from queue_worker.errors import NonRetryableError
-from queue_worker.tasks import Handler, TaskContext, TaskRegistry
+from queue_worker.tasks import DATABASE, Handler, TaskContext, TaskRegistry
 
 BENCH_RUNS = "bench_runs"
 SLEEP_SLICE_S = 0.05
@@ -35,7 +34,7 @@ def record_run(payload: dict[str, Any], ctx: TaskContext, task_name: str) -> Non
     """Insert one execution record into `bench_runs` when the payload asks for it."""
     if not payload.get("record"):
         return
-    task_db(ctx)[BENCH_RUNS].insert_one(
+    ctx.resource(DATABASE)[BENCH_RUNS].insert_one(
         {
             "job_id": ctx.job_id,
             "task": task_name,
@@ -92,4 +91,9 @@ def register_bench_tasks(registry: TaskRegistry) -> None:
     """Register every bench.* task with `registry` (idempotent)."""
     for name, handler in BENCH_TASKS.items():
         # Short timeouts and few attempts: a benchmark must not wait minutes on a stuck job.
-        registry.task(name, timeout_s=60, max_attempts=3 if name != "bench.noop" else None)(handler)
+        registry.task(
+            name,
+            timeout_s=60,
+            max_attempts=3 if name != "bench.noop" else None,
+            uses=(DATABASE,),
+        )(handler)

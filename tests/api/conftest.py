@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import localdb
 import pytest
+from aiosmtpd.controller import Controller
 from apihelpers import Clock, secret_env
 from falcon import testing
+from mailhelpers import Mailbox
 from pymongo.database import Database
 
 from api.app import create_app
@@ -16,6 +19,7 @@ from api.auth.passwords import HashPool
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings
+from queue_worker.builtin import load_tasks
 
 
 @pytest.fixture
@@ -42,7 +46,10 @@ def metrics() -> ApiMetrics:
 
 @pytest.fixture
 def job_store(db: Database[dict[str, Any]]) -> JobStore:
-    store = JobStore(db, QueueSettings.from_env({}))
+    """The queue's store as api/wsgi.py builds it: with the task registry (api.tasks, and the
+    bench tasks the API test settings allow clients to submit)."""
+    settings = QueueSettings.from_env({"QUEUE_ENABLE_BENCH_TASKS": "1"})
+    store = JobStore(db, settings, registry=load_tasks(settings))
     store.ensure_indexes()
     return store
 
@@ -59,3 +66,16 @@ def client(
     app = create_app(settings, db, job_store, clock=clock, metrics=metrics, hash_pool=pool)
     yield testing.TestClient(app)
     pool.close()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on a free loopback port."""
+    mailbox = Mailbox()
+    port = localdb.free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
+import pytest
 from apihelpers import PASSWORD, bearer, signup, submitted_jobs
 from falcon import testing
 from pymongo import MongoClient
@@ -12,7 +15,8 @@ from pymongo.database import Database
 from api.app import create_app
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
-from queue_worker import JobStore, QueueSettings
+from queue_worker import JobStore, QueueSettings, TaskRegistry
+from queue_worker.store import BACKLOG, JOBS
 
 
 def submit(client: testing.TestClient, token: str, **body: Any) -> testing.Result:
@@ -28,7 +32,7 @@ def test_an_allowlisted_task_is_accepted_with_202(client: testing.TestClient, db
     assert result.status_code == 202
     assert set(result.json) == {"id", "state"}
     assert result.json["state"] == "pending"
-    stored = db["jobs_backlog"].find_one({"task": "bench.noop"})  # unkeyed: not yet promoted
+    stored = db[BACKLOG].find_one({"task": "bench.noop"})  # unkeyed: not yet promoted
     assert stored["priority"] == 3
     assert stored["submitted_by"] == str(db["users"].find_one()["_id"])
 
@@ -104,6 +108,56 @@ def test_signup_survives_a_failed_enqueue_and_login_enqueues_the_welcome_later(
             "/users/login", json={"email": "ada@example.com", "password": PASSWORD}
         )
         assert result.status_code == 200
-    assert db["jobs"].count_documents({"task": "user.created"}) == 1
+    assert db[JOBS].count_documents({"task": "user.created"}) == 1
     assert db["users"].find_one()["welcome_enqueued"] is True
     dead.close()
+
+
+def test_jobs_the_api_enqueues_get_their_tasks_declared_defaults(
+    client: testing.TestClient, db: Database
+) -> None:
+    """The welcome job runs with user.created's declared timeout (60 s), not the queue's global
+    default (300 s): the API enqueues through the task registry."""
+    signup(client)
+    welcome = db[JOBS].find_one({"task": "user.created"})
+    assert welcome is not None and welcome["timeout_s"] == 60.0
+
+
+def test_a_submitted_task_lands_on_the_queue_its_task_declares(
+    settings: ApiSettings, db: Database, job_store: JobStore
+) -> None:
+    """A task declared on another queue is enqueued on that queue, where its consumers look,
+    whoever enqueues it: here a client through POST /jobs."""
+    assert job_store.registry is not None
+    own = TaskRegistry(dict(job_store.registry.specs))
+    own.task("report.build", queue="reports", timeout_s=7)(lambda p, c: None)
+    store = JobStore(db, job_store.settings, registry=own)
+    allowed = dataclasses.replace(settings, submittable_tasks=frozenset({"report.build"}))
+    api = testing.TestClient(create_app(allowed, db, store, metrics=ApiMetrics()))
+    token = signup(api)["access_token"]
+    result = api.simulate_post("/jobs", json={"task": "report.build"}, headers=bearer(token))
+    assert result.status_code == 202
+    stored = db[BACKLOG].find_one({"task": "report.build"})
+    assert stored is not None and (stored["queue"], stored["timeout_s"]) == ("reports", 7.0)
+
+
+def test_a_bug_while_enqueueing_an_event_is_logged_and_counted_not_swallowed(
+    settings: ApiSettings, db: Database, job_store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A programming error in the enqueue path (not a database outage) does not fail the
+    sign-up, but is logged with its traceback and counted in api_event_errors_total."""
+
+    def broken_enqueue(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("a bug")
+
+    job_store.enqueue = broken_enqueue  # type: ignore[method-assign]
+    metrics = ApiMetrics()
+    api = testing.TestClient(create_app(settings, db, job_store, metrics=metrics))
+    with caplog.at_level(logging.ERROR, logger="api.auth"):
+        signup(api)
+    errors = [r for r in caplog.records if "enqueue of user.created failed" in r.getMessage()]
+    assert errors and errors[0].exc_info is not None
+    assert errors[0].exc_info[0] is KeyError
+    count = metrics.registry.get_sample_value("api_event_errors_total", {"task": "user.created"})
+    assert count == 1
+    assert db["users"].find_one()["welcome_enqueued"] is False  # retried at the next login

@@ -179,7 +179,7 @@ def _environment(tmp: Path, db_uri: str) -> dict[str, str]:
         QUEUE_POLL_MAX_S="0.2",
         QUEUE_BACKOFF_BASE_S="0.1",
         QUEUE_BACKOFF_CAP_S="0.2",
-        QUEUE_OUTBOX_DIR=str(tmp / "outbox"),
+        MAIL_OUTBOX_DIR=str(tmp / "outbox"),
         SUPERVISOR_BACKOFF_BASE_S="0.1",
         SUPERVISOR_DB_WAIT_S="10",
     )
@@ -287,8 +287,9 @@ def _api_traffic(api_url: str) -> str:
 
 def _store(env: dict[str, str]) -> Any:
     """A JobStore on the test's database, to watch and cancel jobs."""
+    from queue_worker.connection import connect, database
     from queue_worker.settings import QueueSettings
-    from queue_worker.store import JobStore, connect, database
+    from queue_worker.store import JobStore
 
     settings = QueueSettings.from_env(env)
     return JobStore(database(connect(settings, app_name="e2e-test"), settings), settings)

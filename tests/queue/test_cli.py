@@ -17,6 +17,7 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from queue_worker.__main__ import main
+from queue_worker.store import BACKLOG, DONE, IN_MOVE_ORDER, JOBS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 30.0
@@ -43,7 +44,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = DEADLI
 
 
 def job(db: Database[Any], job_id: str) -> dict[str, Any]:
-    for name in ("jobs_backlog", "jobs", "jobs_done"):
+    for name in IN_MOVE_ORDER:
         doc = db[name].find_one({"_id": ObjectId(job_id)})
         if doc is not None:
             return doc
@@ -52,11 +53,11 @@ def job(db: Database[Any], job_id: str) -> dict[str, Any]:
 
 def make_dead(db: Database[Any], job_id: str) -> None:
     """Put a new (backlog) job straight into `jobs` as dead, as an exhausted job would be."""
-    doc = db.jobs_backlog.find_one_and_delete({"_id": ObjectId(job_id)})
+    doc = db[BACKLOG].find_one_and_delete({"_id": ObjectId(job_id)})
     assert doc is not None
     dead = {"state": "dead", "dead_reason": "exhausted", "attempts": 5,
             "finished_at": doc["created_at"]}  # fmt: skip
-    db.jobs.insert_one(doc | dead)
+    db[JOBS].insert_one(doc | dead)
 
 
 def test_enqueue_prints_the_id_of_a_stored_job(
@@ -103,9 +104,9 @@ def test_cancel_retry_and_purge(mongo_env: dict[str, str], db: Database[Any]) ->
     assert "revived 1 dead jobs" in cli(mongo_env, "retry", "--all-dead").stdout
     assert job(db, third)["state"] == "pending"
     dry = cli(mongo_env, "purge", "--state", "cancelled").stdout
-    assert "would delete 1 cancelled jobs" in dry and db.jobs_done.count_documents({}) == 1
+    assert "would delete 1 cancelled jobs" in dry and db[DONE].count_documents({}) == 1
     assert "deleted 1" in cli(mongo_env, "purge", "--state", "cancelled", "--yes").stdout
-    assert db.jobs_done.count_documents({}) == 0
+    assert db[DONE].count_documents({}) == 0
 
 
 def test_work_runs_jobs_and_drains_on_sigterm(
@@ -143,7 +144,9 @@ def test_bench_tasks_exist_only_with_the_flag(mongo_env: dict[str, str]) -> None
     refused = cli(mongo_env, "enqueue", "bench.noop", check=False)
     assert refused.returncode == 2 and "no task named 'bench.noop'" in refused.stderr
     cli(dict(mongo_env, QUEUE_ENABLE_BENCH_TASKS="1"), "enqueue", "bench.noop")
-    code = "import queue_worker.builtin, queue_worker.tasks as t; print(t.registry.names())"
+    code = (
+        "import api.tasks, queue_worker.builtin, queue_worker.tasks as t; print(t.registry.names())"
+    )
     names = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=mongo_env, capture_output=True, text=True
     ).stdout
@@ -184,7 +187,7 @@ def test_bad_arguments_exit_2_and_write_nothing(
         result = int(exc.code or 0)
     assert result == code
     assert message in capsys.readouterr().err
-    assert db.jobs_backlog.count_documents({}) + db.jobs.count_documents({}) == 0
+    assert db[BACKLOG].count_documents({}) + db[JOBS].count_documents({}) == 0
 
 
 @pytest.mark.parametrize("command", ["cancel", "retry"])

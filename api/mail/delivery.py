@@ -1,4 +1,4 @@
-"""Mail delivery for built-in tasks: SMTP when a server is configured, else an outbox directory.
+"""Mail delivery: SMTP when a server is configured, else an outbox directory.
 
 Failures are classified so the queue does the right thing with them:
 
@@ -20,16 +20,12 @@ import re
 import smtplib
 import ssl
 import tempfile
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
 from pathlib import Path
 
+from api.mail.settings import MailSettings
 from queue_worker.errors import NonRetryableError
-from queue_worker.settings import QueueSettings
 
-DEFAULT_SENDER = "noreply@localhost"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -37,70 +33,27 @@ class MailDeliveryError(Exception):
     """A temporary delivery failure: the job fails this attempt and is retried with backoff."""
 
 
-@dataclass(frozen=True)
-class MailConfig:
-    """Where mail goes: an SMTP server (host non-empty) or the outbox directory."""
+class Mailer:
+    """Deliver messages as the settings say; built once per consumer process (api/tasks)."""
 
-    host: str = ""
-    port: int = 25
-    sender: str = DEFAULT_SENDER
-    user: str = ""
-    password: str = ""
-    starttls: bool = False
-    outbox_dir: Path = Path("var/outbox")
-    timeout_s: float = 10.0
+    def __init__(self, settings: MailSettings) -> None:
+        self.settings = settings
 
-    def __repr__(self) -> str:
-        # The password must never reach a log line through a repr.
-        return (
-            f"MailConfig(host={self.host!r}, port={self.port}, sender={self.sender!r}, "
-            f"user={self.user!r}, starttls={self.starttls}, outbox_dir={str(self.outbox_dir)!r})"
-        )
+    @property
+    def sender(self) -> str:
+        return self.settings.sender
 
-    @classmethod
-    def from_settings(cls, settings: QueueSettings) -> MailConfig:
-        """Build the config from the queue settings (SMTP_* and QUEUE_OUTBOX_DIR)."""
-        return cls(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            sender=settings.smtp_from or DEFAULT_SENDER,
-            user=settings.smtp_user,
-            password=settings.smtp_password,
-            starttls=settings.smtp_starttls,
-            outbox_dir=Path(settings.outbox_dir),
-        )
+    @property
+    def via(self) -> str:
+        """Return "smtp" or "outbox": where messages go."""
+        return "smtp" if self.settings.smtp_host else "outbox"
 
-
-def message_id_for(key: str, sender: str) -> str:
-    """Return a Message-ID that depends only on `key` (a job id) and the sender's domain."""
-    domain = sender.rpartition("@")[2] or "localhost"
-    return f"<{key}@{domain}>"
-
-
-def welcome_message(
-    *, to: str, name: str, sender: str, key: str, date: datetime | None = None
-) -> EmailMessage:
-    """Build the welcome email for a new user; `key` (the job id) fixes its Message-ID."""
-    msg = EmailMessage()
-    try:
-        msg["From"] = sender
-        msg["To"] = formataddr((name, to)) if name else to
-        msg["Subject"] = "Welcome aboard"
-        msg["Message-ID"] = message_id_for(key, sender)
-    except (ValueError, TypeError) as exc:  # CR/LF in a header: a malformed payload
-        raise NonRetryableError(f"cannot build the welcome email: {exc}") from exc
-    msg["Date"] = format_datetime(date or datetime.now(UTC))
-    greeting = f"Hello {name}," if name else "Hello,"
-    msg.set_content(f"{greeting}\n\nWelcome aboard! Your account is ready.\n")
-    return msg
-
-
-def deliver(message: EmailMessage, config: MailConfig, *, name: str) -> str:
-    """Send `message` by SMTP, or write it to the outbox as `<name>.eml`; return where it went."""
-    if config.host:
-        send_smtp(message, config)
-        return f"smtp://{config.host}:{config.port}"
-    return str(write_outbox(message, config.outbox_dir, name))
+    def deliver(self, message: EmailMessage, *, name: str) -> str:
+        """Send by SMTP, or write to the outbox as `<name>.eml`; return where it went."""
+        if self.settings.smtp_host:
+            send_smtp(message, self.settings)
+            return f"smtp://{self.settings.smtp_host}:{self.settings.smtp_port}"
+        return str(write_outbox(message, Path(self.settings.outbox_dir), name))
 
 
 def write_outbox(message: EmailMessage, outbox_dir: Path, name: str) -> Path:
@@ -122,14 +75,14 @@ def write_outbox(message: EmailMessage, outbox_dir: Path, name: str) -> Path:
     return target
 
 
-def send_smtp(message: EmailMessage, config: MailConfig) -> None:
+def send_smtp(message: EmailMessage, config: MailSettings) -> None:
     """Send one message to the configured SMTP server, classifying failures (module docstring)."""
     try:
-        with smtplib.SMTP(config.host, config.port, timeout=config.timeout_s) as smtp:
-            if config.starttls:
+        with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout_s) as smtp:
+            if config.smtp_starttls:
                 smtp.starttls(context=ssl.create_default_context())
-            if config.user:
-                smtp.login(config.user, config.password)
+            if config.smtp_user:
+                smtp.login(config.smtp_user, config.smtp_password)
             smtp.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
@@ -146,7 +99,7 @@ def send_smtp(message: EmailMessage, config: MailConfig) -> None:
         raise MailDeliveryError(f"SMTP login failed ({exc.smtp_code})") from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise MailDeliveryError(
-            f"SMTP {config.host}:{config.port} unavailable: {type(exc).__name__}: {exc}"
+            f"SMTP {config.smtp_host}:{config.smtp_port} unavailable: {type(exc).__name__}: {exc}"
         ) from exc
 
 

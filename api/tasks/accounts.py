@@ -1,4 +1,4 @@
-"""Tasks the API enqueues about users: the welcome email and the login audit entry.
+"""Tasks the API enqueues about accounts: the welcome email and the login audit entry.
 
 Both are safe to run twice, because a job may run again after its worker crashed:
 - `user.created`: the message's Message-ID and outbox file name derive from the job id.
@@ -10,16 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from queue_worker.builtin.resources import task_db, task_settings
+from api.mail.messages import welcome_message
+from api.tasks.resources import MAILER
 from queue_worker.errors import NonRetryableError
 from queue_worker.job import parse_job_id
-from queue_worker.mail import MailConfig, deliver, welcome_message
-from queue_worker.tasks import TaskContext, task
+from queue_worker.tasks import DATABASE, TaskContext, task
 
 LOGIN_AUDIT = "login_audit"
 
 
-@task("user.created", timeout_s=60)
+@task("user.created", timeout_s=60, uses=(MAILER,))
 def user_created(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Send the welcome email to a new user (SMTP, or the outbox without an SMTP server)."""
     email = _required_str(payload, "email")
@@ -28,14 +28,14 @@ def user_created(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     name = payload.get("name") or ""
     if not isinstance(name, str):
         raise NonRetryableError("payload field 'name' must be a string")
-    config = MailConfig.from_settings(task_settings(ctx))
-    message = welcome_message(to=email, name=name, sender=config.sender, key=ctx.job_id)
-    deliver(message, config, name=ctx.job_id)
+    mailer = ctx.resource(MAILER)
+    message = welcome_message(to=email, name=name, sender=mailer.sender, key=ctx.job_id)
+    mailer.deliver(message, name=ctx.job_id)
     # The result is stored on the job: keep it small and free of the address itself.
-    return {"via": "smtp" if config.host else "outbox", "message_id": message["Message-ID"]}
+    return {"via": mailer.via, "message_id": message["Message-ID"]}
 
 
-@task("user.login", timeout_s=30)
+@task("user.login", timeout_s=30, uses=(DATABASE,))
 def user_login(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Record a login audit entry (user, time, IP, user agent), once per job."""
     entry = {
@@ -46,7 +46,8 @@ def user_login(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         "recorded_at": datetime.now(UTC),
     }
     key = parse_job_id(ctx.job_id) or ctx.job_id
-    task_db(ctx)[LOGIN_AUDIT].update_one({"_id": key}, {"$setOnInsert": entry}, upsert=True)
+    audit = ctx.resource(DATABASE)[LOGIN_AUDIT]
+    audit.update_one({"_id": key}, {"$setOnInsert": entry}, upsert=True)
     return {"audit_id": ctx.job_id}
 
 
