@@ -65,14 +65,30 @@ class Lease:
         }
 
 
+def pending_due(now: datetime) -> Doc:
+    """A pending job is due once its run_at has come (run_at <= now)."""
+    return {"state": JobState.PENDING.value, "run_at": {"$lte": now}}
+
+
+def lease_expired(now: datetime) -> Doc:
+    """A running job whose lease ran out (lease_until < now) waits to be rescued."""
+    return {"state": JobState.RUNNING.value, "lease_until": {"$lt": now}}
+
+
+def queue_filter(queues: list[str]) -> Doc:
+    return {"queue": queues[0] if len(queues) == 1 else {"$in": queues}}
+
+
+def due_filter(queues: list[str] | None, now: datetime) -> Doc:
+    """The one definition of "due": work someone should be doing now, that nobody is (pending
+    and due, or running with an expired lease), in `queues` (None: any). Claims take it; stats
+    age it."""
+    due: Doc = {"$or": [pending_due(now), lease_expired(now)]}
+    return due if queues is None else {**queue_filter(queues), **due}
+
+
 def _eligible(queues: list[str], now: datetime, suspects: Suspects) -> Doc:
-    flt: Doc = {
-        "queue": queues[0] if len(queues) == 1 else {"$in": queues},
-        "$or": [
-            {"state": JobState.PENDING.value, "run_at": {"$lte": now}},
-            {"state": JobState.RUNNING.value, "lease_until": {"$lt": now}},
-        ],
-    }
+    flt = due_filter(queues, now)
     if suspects is Suspects.EXCLUDE:
         flt["crashes"] = {"$not": {"$gt": 0}}  # also a document written without the field
     elif suspects is Suspects.ONLY:
@@ -169,6 +185,7 @@ def fail(
     retryable: bool,
     now: datetime,
     settings: QueueSettings,
+    min_delay_s: float = 0.0,
 ) -> JobState | None:
     """Record a failed attempt; return the job's new state (pending or dead), None if lost."""
     decision = retries.decide(
@@ -178,6 +195,7 @@ def fail(
         now=now,
         base_s=settings.backoff_base_s,
         cap_s=settings.backoff_cap_s,
+        min_delay_s=min_delay_s,
     )
     message = describe_error(error)
     labels = (held.job.queue, held.job.task)

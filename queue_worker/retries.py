@@ -38,12 +38,14 @@ def decide(
     now: datetime,
     base_s: float,
     cap_s: float,
+    min_delay_s: float = 0.0,
     rng: random.Random = _rng,
 ) -> Decision:
-    """Decide a failed attempt: dead if not retryable or attempts are used up, else back off."""
+    """Decide a failed attempt: dead if not retryable or attempts are used up, else back off
+    (at least `min_delay_s`, which a handler asks for with RetryAfter)."""
     if not retryable:
         return Decision(dead_reason=DeadReason.NON_RETRYABLE)
     if attempts >= max_attempts:
         return Decision(dead_reason=DeadReason.EXHAUSTED)
-    delay = backoff_s(attempts, base_s=base_s, cap_s=cap_s, rng=rng)
+    delay = max(min_delay_s, backoff_s(attempts, base_s=base_s, cap_s=cap_s, rng=rng))
     return Decision(run_at=now + timedelta(seconds=delay))

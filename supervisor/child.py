@@ -16,7 +16,6 @@ import faulthandler
 import logging
 import os
 import signal
-import time
 import traceback
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -125,20 +124,15 @@ class ConsumerLoop:
 
     def stop(self, code: int, *, fast: bool = False) -> int:
         """Stop claiming; unless fast, let running jobs finish in time; release the rest."""
-        self.consumer.request_stop()
-        if not fast:
-            deadline = time.monotonic() + self.settings.graceful_timeout_s
-            # Our own drain loop, so liveness keeps being reported while jobs finish.
-            while (
-                self.consumer.running_tasks()
-                and time.monotonic() < deadline
-                and not self.flags.fast
-            ):
-                self.consumer.run_once(datetime.now(UTC))
-                self.liveness.notify()
-                self.update_title("draining")
-                time.sleep(PASS_WAIT_S)
-        released = self.consumer.drain(0.0)  # releases what is left and flushes the archive
+
+        def still_draining() -> bool:
+            # Liveness keeps being reported while jobs finish; QUIT cuts the wait short.
+            self.liveness.notify()
+            self.update_title("draining")
+            return not self.flags.fast
+
+        timeout_s = 0.0 if fast else self.settings.graceful_timeout_s
+        released = self.consumer.drain(timeout_s, between_passes=still_draining)
         if released:
             log.info("slot %d released %d job(s) on stop", self.slot, released)
         return code
@@ -156,21 +150,23 @@ class ConsumerLoop:
         while (code := self.tick(datetime.now(UTC))) is None:
             # Wakes as soon as a job finishes, so a freed slot claims again at once; signals
             # only set flags, so PASS_WAIT_S bounds how late one is noticed.
-            self.consumer.wait_for_work(datetime.now(UTC), max_s=PASS_WAIT_S)
+            self.consumer.wait_for_work(datetime.now(UTC))
         return code
 
 
 def boot(settings: SupervisorSettings, slot: int) -> tuple[MongoClient[Any], Consumer]:
-    """Build settings, tasks, client and consumer; raise on any boot problem."""
+    """Build settings, tasks, their resources, client and consumer; raise on any boot problem."""
     from queue_worker.builtin import load_tasks
+    from queue_worker.connection import owner_id
     from queue_worker.consumer import Consumer
-    from queue_worker.store import owner_id
+    from queue_worker.tasks import ResourceSetup, open_resources
     from supervisor.bootstrap import open_store, queue_settings
 
     queue = queue_settings()
     registry = load_tasks(queue)
     concurrency = settings.concurrency or queue.concurrency
     client, store = open_store(queue, f"supervisor-consumer-{slot}", pool=concurrency + 2)
+    resources = open_resources(registry, ResourceSetup(env=os.environ, db=store.db))
     consumer = Consumer(
         store,
         registry,
@@ -179,6 +175,8 @@ def boot(settings: SupervisorSettings, slot: int) -> tuple[MongoClient[Any], Con
         queues=list(settings.queues) if settings.queues else None,
         concurrency=concurrency,
         stop_timeout_s=settings.graceful_timeout_s,
+        resources=resources,
+        max_wait_s=PASS_WAIT_S,
     )
     return client, consumer
 

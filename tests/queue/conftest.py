@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pymongo.database import Database
-from queue_helpers import FakeClock
+from queue_helpers import T0, FakeClock
 
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
-
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -12,6 +12,9 @@ from prometheus_client import REGISTRY
 
 from queue_worker.store import JobStore
 
+T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+"""The fake clock's start: a fixed, round instant tests can reason about."""
+
 
 class FakeClock:
     """A clock that only moves when a test moves it."""
@@ -32,8 +35,9 @@ def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "") -> None:
-    """Poll `predicate` until it is true; fail after `timeout_s`."""
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
+    """Poll `predicate` until it is true; fail after `timeout_s` (a bound on a hang, generous on
+    purpose: machines differ by 3x from one day to the next)."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,8 +38,15 @@ class FakeConsumer:
     def request_stop(self) -> None:
         self.stop_requested = True
 
-    def drain(self, timeout_s: float) -> int:
+    def drain(self, timeout_s: float, between_passes: Callable[[], bool] | None = None) -> int:
+        """Like Consumer.drain: passes until nothing runs, the time is up, or the hook says
+        stop; then release what is left."""
+        self.stop_requested = True
         self.drained_with = timeout_s
+        while self.running and timeout_s > 0:
+            self.run_once(NOW)
+            if between_passes is not None and not between_passes():
+                break
         released, self.running = len(self.running), []
         return released
 
@@ -95,7 +103,7 @@ def test_term_lets_running_jobs_finish_then_exits_zero() -> None:
     flags.on_term(15, None)
     assert loop.tick(NOW) == ExitCode.OK
     assert consumer.stop_requested and consumer.jobs_finished == 2
-    assert consumer.drained_with == 0.0 and liveness.reports >= 2
+    assert consumer.drained_with == 5 and liveness.reports >= 2
 
 
 def test_quit_releases_at_once_without_waiting() -> None:
@@ -105,6 +113,7 @@ def test_quit_releases_at_once_without_waiting() -> None:
     flags.on_quit(3, None)
     assert loop.tick(NOW) == ExitCode.OK
     assert consumer.jobs_finished == 0 and consumer.passes == 0
+    assert consumer.drained_with == 0.0
 
 
 def test_overrun_job_ends_the_child_with_the_timeout_code() -> None:

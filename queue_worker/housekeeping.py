@@ -1,0 +1,75 @@
+"""A consumer's periodic chores: archive the jobs it finished, sweep leftovers, watch for suspects.
+
+archive   succeeded jobs' final documents are buffered and moved to `jobs_done` every
+          ARCHIVE_BATCH jobs or ARCHIVE_EVERY_S seconds (archive.py: crash-safe)
+sweep     every SWEEP_EVERY_S, finished jobs another consumer left behind are moved
+suspects  every SUSPECT_CHECK_EVERY_S, whether a suspect job (one that crashed a consumer)
+          waits: the consumer then drains itself so it can run the suspect alone
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from pymongo.errors import PyMongoError
+
+from queue_worker.store import Doc, JobStore
+
+log = logging.getLogger("queue_worker.consumer")
+
+ARCHIVE_BATCH = 50
+ARCHIVE_EVERY_S = 1.0
+SWEEP_EVERY_S = 30.0
+SUSPECT_CHECK_EVERY_S = 10.0
+
+
+class Housekeeping:
+    """The chores of one consumer; `run(now)` does whichever are due."""
+
+    def __init__(self, store: JobStore, queues: list[str]) -> None:
+        self.store = store
+        self.queues = queues
+        self.suspect_waiting = False
+        self._finished: list[Doc] = []
+        self._lock = threading.Lock()
+        self._next_archive: datetime | None = None
+        self._next_sweep: datetime | None = None
+        self._next_suspect_check: datetime | None = None
+
+    def add_finished(self, doc: Doc) -> None:
+        """Buffer a succeeded job's final document for the archive (called from job threads)."""
+        with self._lock:
+            self._finished.append(doc)
+
+    def run(self, now: datetime) -> None:
+        """Do the chores that are due at `now`; database errors only postpone them."""
+        with self._lock:
+            buffered = len(self._finished)
+        if buffered >= ARCHIVE_BATCH or (
+            buffered and (self._next_archive is None or now >= self._next_archive)
+        ):
+            self.flush()
+            self._next_archive = now + timedelta(seconds=ARCHIVE_EVERY_S)
+        try:
+            if self._next_sweep is None or now >= self._next_sweep:
+                self._next_sweep = now + timedelta(seconds=SWEEP_EVERY_S)
+                self.store.archive_finished()
+            if self._next_suspect_check is None or now >= self._next_suspect_check:
+                self._next_suspect_check = now + timedelta(seconds=SUSPECT_CHECK_EVERY_S)
+                self.suspect_waiting = self.store.suspect_due(self.queues, now=now)
+        except PyMongoError:
+            log.warning("housekeeping failed; retrying later", exc_info=True)
+
+    def flush(self) -> None:
+        """Archive every buffered document now."""
+        with self._lock:
+            docs, self._finished = self._finished, []
+        if not docs:
+            return
+        try:
+            self.store.archive(docs)
+        except PyMongoError:
+            # They stay in `jobs` as succeeded; the periodic sweep moves them later.
+            log.warning("archiving %d finished jobs failed; the sweep will retry", len(docs))
