@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from queue_worker.connection import connect, database
 from queue_worker.settings import QueueSettings
-from queue_worker.store import JobStore, connect, database
+from queue_worker.store import JobStore
 from queue_worker.tasks import registry
 
 

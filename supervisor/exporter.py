@@ -16,15 +16,16 @@ from datetime import UTC, datetime
 
 import setproctitle
 from prometheus_client import CollectorRegistry, start_http_server
+from pymongo.errors import PyMongoError
 
 from queue_worker import admin
-from queue_worker.metrics_files import LockedMultiProcessCollector
-from queue_worker.process_metrics import ProcessTreeCollector
 from queue_worker.store import JobStore
+from runtime.metrics_files import LockedMultiProcessCollector
+from runtime.process_tree import ProcessTreeCollector
 from supervisor.bootstrap import open_store, queue_settings
 from supervisor.errors import ExitCode
 from supervisor.liveness import LivenessLink
-from supervisor.metrics import QueueStats, QueueStatsCollector
+from supervisor.metrics import QueueStats, QueueStatsCollector, StatsUnavailable
 from supervisor.settings import SupervisorSettings
 
 log = logging.getLogger("supervisor.exporter")
@@ -32,8 +33,12 @@ LOOP_S = 0.5
 
 
 def read_queue_stats(store: JobStore) -> QueueStats:
-    """Read depth per (queue, state) and the oldest due job's age per queue, now."""
-    raw = admin.stats(store, datetime.now(UTC))
+    """Read depth per (queue, state) and the oldest due job's age per queue, now; a driver
+    error (the database did not answer) is StatsUnavailable."""
+    try:
+        raw = admin.stats(store, datetime.now(UTC))
+    except PyMongoError as exc:
+        raise StatsUnavailable(type(exc).__name__) from exc
     depth = {
         (queue, state): count
         for queue, states in raw.counts.items()

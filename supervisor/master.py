@@ -1,8 +1,13 @@
-"""The master: a single-threaded pre-fork loop that keeps N consumers (and an exporter) alive.
+"""The master: a single-threaded pre-fork loop that keeps N consumers and its singletons alive.
 
 `Master.tick()` does one pass: dispatch recorded signals, reap exited children, check liveness
 and deadlines, spawn or retire children to match the desired count, update gauges. `run()` is a
 short loop around it that sleeps in `select` on a self-pipe the signal handlers write to.
+
+Singletons are extra children of which exactly one runs per supervisor, each by name
+(`SupervisorSettings.singletons()`: the metrics exporter when a port is set, the scheduler):
+supervised like consumers (respawned with backoff, a boot failure stops the master), replaced
+on HUP, stopped fast, and never reaped for jobs (they hold none).
 
 The master holds no database connection. When a consumer dies abnormally it forks a short-lived
 reaper child that connects, releases the dead consumer's jobs with the crash recorded, and exits.
@@ -12,17 +17,24 @@ Every OS call goes through `ProcessOps` so unit tests drive `tick()` with fakes.
 from __future__ import annotations
 
 import logging
-import os
-import select
 import signal
 from collections.abc import Callable
 
 from supervisor import metrics
-from supervisor.errors import RECYCLE_REASONS, ChildExit, ExitCode
+from supervisor.errors import ExitCode
 from supervisor.liveness import LivenessLink
 from supervisor.process_ops import ChildTargets, ProcessOps
+from supervisor.reasons import (
+    EXIT_CODE_RESTARTS,
+    ChildExit,
+    DeathCause,
+    RestartReason,
+    Retiring,
+    StopMode,
+)
 from supervisor.settings import SupervisorSettings
-from supervisor.slot import Slot
+from supervisor.signal_pipe import SignalPipe
+from supervisor.slot import Respawn, Singleton, Slot
 from supervisor.spawner import HANDLED_SIGNALS, ChildProc, Kind, Spawner
 
 log = logging.getLogger("supervisor.master")
@@ -47,15 +59,14 @@ class Master:
         self.children = self.spawner.children
         self.desired = settings.workers
         self.slots: dict[int, Slot] = {}
-        self.exporter_slot = Slot(-1)
+        self.singletons = {name: Singleton(name=name) for name in settings.singletons()}
         self.pending_signals: list[int] = []
-        self.stopping: str | None = None  # None | graceful | fast
+        self.stopping: StopMode | None = None
         self.exit_code: int = ExitCode.OK
         self.failure: str | None = None
-        self._wake_r, self._wake_w = -1, -1
         self._title = ""
-        for reason in metrics.RESTART_REASONS:
-            metrics.RESTARTS.labels(reason)  # export every reason from the start, at 0
+        for reason in RestartReason:
+            metrics.RESTARTS.labels(reason.value)  # export every reason from the start, at 0
 
     # One pass ------------------------------------------------------------------------------
     def tick(self) -> int | None:
@@ -71,14 +82,9 @@ class Master:
             return int(self.exit_code)
         return None
 
-    def record_signal(self, signum: int, frame: object = None) -> None:
-        """Signal handler: record the signal and wake the loop; nothing else."""
+    def record_signal(self, signum: int) -> None:
+        """Queue a signal for the next pass (the signal pipe calls this from its handler)."""
         self.pending_signals.append(signum)
-        if self._wake_w >= 0:
-            try:
-                os.write(self._wake_w, b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full: the loop is awake anyway
 
     def dispatch_signals(self, now: float) -> None:
         """Call handle_<signal> for each recorded signal, in order."""
@@ -94,30 +100,32 @@ class Master:
         log.info(
             "SIGTERM: draining consumers (graceful timeout %ss)", self.settings.graceful_timeout_s
         )
-        self.begin_stop("graceful", now)
+        self.begin_stop(StopMode.GRACEFUL, now)
 
     def handle_int(self, now: float) -> None:
         log.info("SIGINT: draining consumers")
-        self.begin_stop("graceful", now)
+        self.begin_stop(StopMode.GRACEFUL, now)
 
     def handle_quit(self, now: float) -> None:
         log.info("SIGQUIT: stopping fast, releasing every held job")
-        self.begin_stop("fast", now)
+        self.begin_stop(StopMode.FAST, now)
 
     def handle_hup(self, now: float) -> None:
-        """Replace every consumer: successors first, each predecessor stops once it is ready."""
+        """Replace every consumer: successors first, each predecessor stops once it is ready.
+        Singletons are stopped and started afresh (exactly one of each may run)."""
         if self.stopping is not None:
             return
         log.info("SIGHUP: replacing all consumers")
         for slot in self.slots.values():
             slot.reset()
             if slot.pid is not None:
-                self.children[slot.pid].retiring = "reload"
-                metrics.RESTARTS.labels("reload").inc()
+                self.children[slot.pid].retiring = Retiring.RELOAD
+                metrics.RESTARTS.labels(RestartReason.RELOAD.value).inc()
                 slot.pid = None
-        self.exporter_slot.reset()
-        for child in self._of_kind(Kind.EXPORTER):
-            self.stop_child(child, "reload", now)
+        for singleton in self.singletons.values():
+            singleton.reset()
+        for child in self._of_kind(Kind.SINGLETON):
+            self.stop_child(child, Retiring.RELOAD, now)
 
     def handle_ttin(self, now: float) -> None:
         self.desired += 1
@@ -131,15 +139,15 @@ class Master:
         """Nothing: every tick reaps, the signal only wakes the loop."""
 
     # Stopping -------------------------------------------------------------------------------
-    def begin_stop(self, mode: str, now: float) -> None:
-        """Ask every consumer and the exporter to stop (TERM to drain, QUIT to release now)."""
-        if self.stopping == "fast" or self.stopping == mode:
+    def begin_stop(self, mode: StopMode, now: float) -> None:
+        """Ask every consumer and singleton to stop (TERM to drain, QUIT to release now)."""
+        if self.stopping is StopMode.FAST or self.stopping is mode:
             return
         self.stopping = mode
         for child in list(self.children.values()):
             if child.kind is not Kind.REAPER and not child.hung:  # hung ones are being killed
                 child.signalled = False
-                self.stop_child(child, "shutdown", now, fast=mode == "fast")
+                self.stop_child(child, Retiring.SHUTDOWN, now, fast=mode is StopMode.FAST)
 
     def fail(self, code: ExitCode, message: str, now: float) -> None:
         """Stop everything because the pool cannot run; exit with `code`."""
@@ -147,15 +155,17 @@ class Master:
             self.failure = message
             self.exit_code = code
             log.critical("%s; stopping", message)
-        self.begin_stop("graceful", now)
+        self.begin_stop(StopMode.GRACEFUL, now)
 
-    def stop_child(self, child: ChildProc, reason: str, now: float, fast: bool = False) -> None:
+    def stop_child(
+        self, child: ChildProc, reason: Retiring, now: float, fast: bool = False
+    ) -> None:
         """Send a child its stop signal once and set the deadline after which it is killed."""
         child.retiring = child.retiring or reason
         if child.signalled:
             return
         child.signalled = True
-        fast = fast or child.kind is Kind.EXPORTER
+        fast = fast or child.kind is Kind.SINGLETON
         grace = self.settings.kill_grace_s
         if not fast:
             grace += self.settings.graceful_timeout_s
@@ -174,11 +184,11 @@ class Master:
             note = child.liveness.note() if child.liveness is not None else ""
             if child.liveness is not None:
                 child.liveness.close()
-            dead = ChildExit(pid, status, "hang" if child.hung else "crash")
+            dead = ChildExit(pid, status, DeathCause.HANG if child.hung else DeathCause.CRASH)
             if child.kind is Kind.CONSUMER:
                 self.on_consumer_exit(child, dead, note, now)
-            elif child.kind is Kind.EXPORTER:
-                self.on_exporter_exit(child, dead, note, now)
+            elif child.kind is Kind.SINGLETON:
+                self.on_singleton_exit(child, dead, note, now)
             elif dead.exit_code != 0:
                 log.error(
                     "reaper for pid %s ended with %s: that child's jobs wait for lease "
@@ -189,7 +199,7 @@ class Master:
 
     def on_consumer_exit(self, child: ChildProc, dead: ChildExit, note: str, now: float) -> None:
         """Account for a consumer's exit: release its jobs if it crashed, plan its respawn."""
-        slot = self.slots.get(child.slot if child.slot is not None else -1)
+        slot = self.slots.get(child.slot) if child.slot is not None else None
         if slot is not None and slot.pid == child.pid:
             slot.pid = None
         if dead.exit_code == ExitCode.BOOT_FAILURE:
@@ -199,14 +209,15 @@ class Master:
                 now,
             )
             return
-        if dead.exit_code in RECYCLE_REASONS:
-            reason = RECYCLE_REASONS[dead.exit_code]
+        if dead.exit_code in EXIT_CODE_RESTARTS:
+            reason = EXIT_CODE_RESTARTS[dead.exit_code]
             log.info("consumer slot %s (pid %d) replaced: %s", child.slot, child.pid, reason)
-            metrics.RESTARTS.labels(reason).inc()
+            metrics.RESTARTS.labels(reason.value).inc()
             return
         if child.retiring is not None and self._stopped_as_asked(child, dead):
             if dead.exit_code != 0:
-                dead.reason = "shutdown"  # release whatever it held, without blaming the jobs
+                # Release whatever it held, without blaming the jobs.
+                dead.cause = DeathCause.SHUTDOWN
                 self.spawn_reaper(dead, now)
             return
         log.warning(
@@ -214,11 +225,11 @@ class Master:
             child.slot,
             child.pid,
             dead.describe(),
-            dead.reason,
+            dead.cause,
         )
         self.spawn_reaper(dead, now)
         if child.retiring is None:
-            metrics.RESTARTS.labels(dead.reason).inc()
+            metrics.RESTARTS.labels(RestartReason(dead.cause.value).value).inc()
         if slot is not None and child.retiring is None and self.stopping is None:
             self.count_abnormal_exit(slot, now)
 
@@ -232,13 +243,7 @@ class Master:
     def count_abnormal_exit(self, slot: Slot, now: float) -> None:
         """Back off the slot's respawn; stop the master if every slot now crash-loops."""
         s = self.settings
-        slot.record_abnormal_exit(
-            now,
-            window_s=s.crash_loop_window_s,
-            limit=s.crash_loop_exits,
-            base_s=s.backoff_base_s,
-            cap_s=s.backoff_cap_s,
-        )
+        self._record_abnormal_exit(slot, now)
         if not slot.crash_looping:
             return
         log.error(
@@ -252,27 +257,33 @@ class Master:
         if len(active) == self.desired and all(x.crash_looping for x in active):
             self.fail(ExitCode.CRASH_LOOP, "every consumer slot is crash-looping", now)
 
-    def on_exporter_exit(self, child: ChildProc, dead: ChildExit, note: str, now: float) -> None:
-        """Respawn the exporter after a crash (backed off); a boot failure stops the master."""
-        self.exporter_slot.pid = None
+    def on_singleton_exit(self, child: ChildProc, dead: ChildExit, note: str, now: float) -> None:
+        """Respawn a singleton after a crash (backed off); a boot failure stops the master."""
+        assert child.singleton is not None
+        singleton = self.singletons[child.singleton]
+        if singleton.pid == child.pid:
+            singleton.pid = None
         if dead.exit_code == ExitCode.BOOT_FAILURE:
             self.fail(
                 ExitCode.BOOT_FAILURE,
-                f"metrics exporter failed to start: {note or 'see its error above'}",
+                f"{child.singleton} failed to start: {note or 'see its error above'}",
                 now,
             )
         elif child.retiring is None and self.stopping is None:
-            log.warning("metrics exporter (pid %d) died: %s", child.pid, dead.describe())
-            s = self.settings
-            self.exporter_slot.record_abnormal_exit(
-                now,
-                window_s=s.crash_loop_window_s,
-                limit=s.crash_loop_exits,
-                base_s=s.backoff_base_s,
-                cap_s=s.backoff_cap_s,
-            )
-            if self.exporter_slot.crash_looping:
-                log.error("metrics exporter crash-looped: not respawning it until SIGHUP")
+            log.warning("%s (pid %d) died: %s", child.singleton, child.pid, dead.describe())
+            self._record_abnormal_exit(singleton, now)
+            if singleton.crash_looping:
+                log.error("%s crash-looped: not respawning it until SIGHUP", child.singleton)
+
+    def _record_abnormal_exit(self, place: Respawn, now: float) -> None:
+        s = self.settings
+        place.record_abnormal_exit(
+            now,
+            window_s=s.crash_loop_window_s,
+            limit=s.crash_loop_exits,
+            base_s=s.backoff_base_s,
+            cap_s=s.backoff_cap_s,
+        )
 
     # Liveness and deadlines -----------------------------------------------------------------
     def check_children(self, now: float) -> None:
@@ -314,31 +325,33 @@ class Master:
     def on_ready(self, child: ChildProc, now: float) -> None:
         """A reloaded slot's successor is up: now stop its predecessors."""
         for old in self._of_kind(Kind.CONSUMER):
-            if old.slot == child.slot and old.retiring == "reload" and not old.signalled:
-                self.stop_child(old, "reload", now)
+            reloaded = old.retiring is Retiring.RELOAD
+            if old.slot == child.slot and reloaded and not old.signalled:
+                self.stop_child(old, Retiring.RELOAD, now)
 
     # Spawning -------------------------------------------------------------------------------
     def spawn_to_desired(self, now: float) -> None:
-        """Fill empty slots below `desired`, retire slots above it, keep the exporter up."""
+        """Fill empty slots below `desired`, retire slots above it, keep the singletons up."""
         for index in range(self.desired):
-            slot = self.slots.setdefault(index, Slot(index))
+            slot = self.slots.setdefault(index, Slot(index=index))
             if slot.pid is None and not slot.crash_looping and now >= slot.next_spawn_at:
                 self.spawn_consumer(slot, now)
         for index in [i for i in self.slots if i >= self.desired]:
             slot = self.slots.pop(index)
             if slot.pid is not None:
-                metrics.RESTARTS.labels("scale").inc()
-                self.stop_child(self.children[slot.pid], "scale", now)
+                metrics.RESTARTS.labels(RestartReason.SCALE.value).inc()
+                self.stop_child(self.children[slot.pid], Retiring.SCALE, now)
             self._retire_reloaded(index, now)
-        exp = self.exporter_slot
-        wanted = self.settings.metrics_port > 0 and not exp.crash_looping
-        if wanted and exp.pid is None and now >= exp.next_spawn_at:
-            exp.pid = self.spawner.exporter(now)
+        for singleton in self.singletons.values():
+            # Its pid stays set until it is reaped, so two never run at once (HUP included).
+            due = singleton.pid is None and now >= singleton.next_spawn_at
+            if due and not singleton.crash_looping:
+                singleton.pid = self.spawner.singleton(singleton.name, now)
 
     def _retire_reloaded(self, index: int, now: float) -> None:
         for old in self._of_kind(Kind.CONSUMER):
             if old.slot == index and not old.signalled:
-                self.stop_child(old, "scale", now)
+                self.stop_child(old, Retiring.SCALE, now)
 
     def spawn_consumer(self, slot: Slot, now: float) -> None:
         slot.pid = self.spawner.consumer(slot.index, now)
@@ -369,27 +382,11 @@ class Master:
     # The loop -------------------------------------------------------------------------------
     def run(self) -> int:
         """Install signal handlers and tick until every child has stopped; return the code."""
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.spawner.close_in_child = [self._wake_r, self._wake_w]
-        previous = {s: signal.signal(s, self.record_signal) for s in HANDLED_SIGNALS}
-        try:
-            while (code := self.tick()) is None:
-                ready, _, _ = select.select([self._wake_r], [], [], TICK_INTERVAL_S)
-                if ready:
-                    _drain(self._wake_r)
-            return code
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            self._wake_r, self._wake_w = -1, -1
-            self.spawner.close_in_child = []
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
+        with SignalPipe(HANDLED_SIGNALS, self.record_signal) as pipe:
+            self.spawner.close_in_child = pipe.fds
+            try:
+                while (code := self.tick()) is None:
+                    pipe.wait(TICK_INTERVAL_S)
+                return code
+            finally:
+                self.spawner.close_in_child = []

@@ -8,6 +8,7 @@ depth from the database at scrape time, inside the exporter child only.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+log = logging.getLogger("supervisor.exporter")
 
 # Only the master writes these gauges, so a live-process sum is its value.
 CONSUMERS_ALIVE = Gauge(
@@ -32,10 +35,9 @@ CRASH_LOOPING_SLOTS = Gauge(
     "Consumer slots no longer respawned because they crash-looped.",
     multiprocess_mode="livesum",
 )
-RESTART_REASONS = ("crash", "hang", "timeout", "recycle_jobs", "recycle_memory", "reload", "scale")
 RESTARTS = Counter(
     "supervisor_restarts",
-    "Consumers replaced, by reason (crash|hang|timeout|recycle_jobs|recycle_memory|reload|scale).",
+    "Consumers replaced, by reason (reasons.RestartReason).",
     ["reason"],
 )
 
@@ -48,22 +50,38 @@ class QueueStats:
     oldest_due_age_s: dict[str, float] = field(default_factory=dict)
 
 
+class StatsUnavailable(Exception):
+    """The database did not answer the stats read (the exporter turns driver errors into this)."""
+
+
 class QueueStatsCollector(Collector):
-    """Read queue depth at scrape time; never raise, report success as queue_stats_up."""
+    """Read queue depth at scrape time; never raise, report success as queue_stats_up.
+
+    A database that does not answer is an outage (a warning); anything else the read raises is a
+    bug in our code (an error with its traceback), so a code error never passes for an outage.
+    Both are logged at most once per LOG_EVERY_S, since Prometheus scrapes every few seconds."""
+
+    LOG_EVERY_S = 60.0
 
     def __init__(
         self, read: Callable[[], QueueStats], clock: Callable[[], float] = time.perf_counter
     ) -> None:
         self._read = read
         self._clock = clock
+        self._last_log: dict[str, float] = {}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield depth, oldest-due age, up and scrape duration for one scrape."""
         started = self._clock()
+        stats: QueueStats | None = None
         try:
-            stats: QueueStats | None = self._read()
-        except Exception:  # noqa: BLE001 - a scrape must never fail; queue_stats_up says why
-            stats = None
+            stats = self._read()
+        except StatsUnavailable as exc:
+            if self._may_log("outage", started):
+                log.warning("queue stats unavailable: %s", exc)
+        except Exception:  # noqa: BLE001 - a scrape must never fail; queue_stats_up says so
+            if self._may_log("bug", started):
+                log.exception("reading queue stats failed (a bug, not an outage)")
         elapsed = self._clock() - started
         if stats is not None:
             depth = GaugeMetricFamily(
@@ -90,3 +108,10 @@ class QueueStatsCollector(Collector):
             "Seconds the last scrape spent reading the database.",
             value=elapsed,
         )
+
+    def _may_log(self, kind: str, now: float) -> bool:
+        last = self._last_log.get(kind)
+        if last is not None and now - last < self.LOG_EVERY_S:
+            return False
+        self._last_log[kind] = now
+        return True

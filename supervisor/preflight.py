@@ -8,12 +8,14 @@ the same way. It runs in a child so the master never holds a database client.
 from __future__ import annotations
 
 import logging
+import os
 
 from pymongo.errors import PyMongoError
 
 from queue_worker.builtin import load_tasks
 from queue_worker.errors import ConfigError
 from queue_worker.settings import QueueSettings
+from queue_worker.tasks import ResourceSetup, open_resources
 from supervisor.bootstrap import open_store, queue_settings, wait_for_database
 from supervisor.errors import ExitCode
 from supervisor.liveness import Liveness
@@ -31,11 +33,18 @@ def check(liveness: Liveness, supervisor: SupervisorSettings) -> int:
         return ExitCode.USAGE
     warn_if_leases_expire_first(settings, supervisor)
     try:
-        load_tasks(settings)
+        registry = load_tasks(settings)
     except Exception as exc:  # noqa: BLE001 - any import-time error is a boot failure to report
         liveness.leave_note(f"cannot load task modules: {type(exc).__name__}: {exc}")
         return ExitCode.BOOT_FAILURE
     client, store = open_store(settings, "supervisor-preflight", timeout_ms=2000, pool=1)
+    try:
+        # The tasks' resources (a mailer from SMTP_*, ...): a bad setting stops the start here.
+        open_resources(registry, ResourceSetup(env=os.environ, db=store.db))
+    except ConfigError as exc:
+        client.close()
+        liveness.leave_note(f"task resources: {exc}")
+        return ExitCode.USAGE
     try:
         wait_for_database(client, supervisor.db_wait_s)
         store.ensure_indexes()

@@ -16,10 +16,11 @@ from collections.abc import Callable
 import setproctitle
 from pymongo.errors import PyMongoError
 
+from queue_worker.connection import owner_id
 from queue_worker.job import CrashInfo
-from queue_worker.store import owner_id
 from supervisor.bootstrap import open_store, queue_settings
-from supervisor.errors import ChildExit, ExitCode
+from supervisor.errors import ExitCode
+from supervisor.reasons import ChildExit
 
 log = logging.getLogger("supervisor.reaper")
 RETRY_FOR_S = 30.0
@@ -32,10 +33,11 @@ def release_dead_child(dead: ChildExit) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C hits the whole group; finish the job
     settings = queue_settings()
     client, store = open_store(settings, "supervisor-reaper", timeout_ms=3000, pool=1)
-    crash = None if dead.reason == "shutdown" else CrashInfo(dead.signal, dead.exit_code)
+    crash = CrashInfo(dead.signal, dead.exit_code) if dead.cause.blames_jobs else None
+    reason = dead.cause.value
     owner = owner_id(dead.pid)
     try:
-        released = _release(lambda: store.release_owner(owner, crash=crash, reason=dead.reason))
+        released = _release(lambda: store.release_owner(owner, crash=crash, reason=reason))
         if released is None:
             log.error("could not release jobs of pid %d: database unreachable", dead.pid)
             return ExitCode.FAILURE
@@ -44,7 +46,7 @@ def release_dead_child(dead: ChildExit) -> int:
         # ran in the dead child, so a second pass releases it without blaming it; the lease
         # expiry stays the backstop for anything slower.
         time.sleep(IN_FLIGHT_GRACE_S)
-        late = _release(lambda: store.release_owner(owner, crash=None, reason=dead.reason)) or 0
+        late = _release(lambda: store.release_owner(owner, crash=None, reason=reason)) or 0
     finally:
         client.close()
     if released or late:
@@ -52,7 +54,7 @@ def release_dead_child(dead: ChildExit) -> int:
             "released %d job(s) of pid %d (%s, %s)%s",
             released,
             dead.pid,
-            dead.reason,
+            reason,
             dead.describe(),
             f", and {late} claimed as it died" if late else "",
         )

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from supervisor.errors import ChildExit
 from supervisor.liveness import LivenessLink
 from supervisor.process_ops import ChildTargets, ProcessOps
+from supervisor.reasons import ChildExit, Retiring
 
 log = logging.getLogger("supervisor.master")
 
@@ -27,9 +27,9 @@ HANDLED_SIGNALS = (
 
 
 class Kind(StrEnum):
-    CONSUMER = "consumer"
-    EXPORTER = "exporter"
-    REAPER = "reaper"
+    CONSUMER = "consumer"  # one per numbered slot
+    SINGLETON = "singleton"  # one per name: the metrics exporter, the scheduler
+    REAPER = "reaper"  # short-lived: releases a dead consumer's jobs
 
 
 @dataclass
@@ -39,10 +39,11 @@ class ChildProc:
     pid: int
     kind: Kind
     started_at: float
-    slot: int | None = None
+    slot: int | None = None  # a consumer's slot index
+    singleton: str | None = None  # a singleton's name
     liveness: LivenessLink | None = None
     ready: bool = False
-    retiring: str | None = None  # why it was asked to stop: reload | scale | shutdown
+    retiring: Retiring | None = None  # why the master asked it to stop
     signalled: bool = False  # the stop signal was sent (reload waits for the successor)
     stop_deadline: float | None = None  # SIGKILL when passed
     hung: bool = False
@@ -51,7 +52,7 @@ class ChildProc:
 
 
 class Spawner:
-    """Fork consumers, the exporter and reapers; `children` maps pid → record."""
+    """Fork consumers, singletons and reapers; `children` maps pid → record."""
 
     def __init__(
         self,
@@ -67,11 +68,21 @@ class Spawner:
 
     def consumer(self, index: int, now: float) -> int | None:
         """Fork the consumer of slot `index`; return its pid (None if fork failed)."""
-        return self._fork(Kind.CONSUMER, index, now)
+        liveness = self.liveness_factory()
+        return self._fork(
+            lambda: self.targets.consumer(index, liveness),
+            ChildProc(0, Kind.CONSUMER, now, slot=index, liveness=liveness),
+            f"consumer slot {index}",
+        )
 
-    def exporter(self, now: float) -> int | None:
-        """Fork the metrics exporter; return its pid (None if fork failed)."""
-        return self._fork(Kind.EXPORTER, None, now)
+    def singleton(self, name: str, now: float) -> int | None:
+        """Fork the singleton child `name`; return its pid (None if fork failed)."""
+        liveness = self.liveness_factory()
+        return self._fork(
+            lambda: self.targets.singleton(name, liveness),
+            ChildProc(0, Kind.SINGLETON, now, singleton=name, liveness=liveness),
+            name,
+        )
 
     def reaper(self, dead: ChildExit, now: float, timeout_s: float) -> int | None:
         """Fork a child that releases `dead`'s jobs; killed if it outlives `timeout_s`."""
@@ -87,23 +98,19 @@ class Spawner:
             )
         return pid
 
-    def _fork(self, kind: Kind, index: int | None, now: float) -> int | None:
-        liveness = self.liveness_factory()
-
+    def _fork(self, run: Callable[[], int], record: ChildProc, what: str) -> int | None:
         def target() -> int:
-            self._after_fork(liveness)
-            if kind is Kind.EXPORTER:
-                return self.targets.exporter(liveness)
-            assert index is not None
-            return self.targets.consumer(index, liveness)
+            self._after_fork(record.liveness)
+            return run()
 
         pid = self._start(target)
         if pid is None:
-            liveness.close()
+            if record.liveness is not None:
+                record.liveness.close()
             return None
-        self.children[pid] = ChildProc(pid, kind, now, slot=index, liveness=liveness)
-        where = "" if index is None else f" slot {index}"
-        log.info("%s%s started (pid %d)", kind.value, where, pid)
+        record.pid = pid
+        self.children[pid] = record
+        log.info("%s started (pid %d)", what, pid)
         return pid
 
     def _start(self, target: Callable[[], int]) -> int | None:

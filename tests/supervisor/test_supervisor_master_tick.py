@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client import REGISTRY
 
-from supervisor.errors import ChildExit, ExitCode
+from supervisor.errors import ExitCode
 from supervisor.liveness import LivenessLink
 from supervisor.master import Master
+from supervisor.reasons import ChildExit, DeathCause
 from supervisor.settings import SupervisorSettings
 from supervisor.spawner import Kind
 
@@ -82,7 +83,7 @@ class NoTargets:
     def consumer(self, slot: int, liveness: LivenessLink) -> int:
         raise AssertionError("fake forks never run targets")
 
-    def exporter(self, liveness: LivenessLink) -> int:
+    def singleton(self, name: str, liveness: LivenessLink) -> int:
         raise AssertionError("fake forks never run targets")
 
     def reaper(self, dead: ChildExit) -> int:
@@ -154,7 +155,8 @@ def test_first_tick_forks_one_consumer_per_slot_and_the_exporter() -> None:
     h = Harness(metrics_port=9300)
     assert h.master.tick() is None
     assert len(h.consumers()) == 2
-    assert sum(c.kind is Kind.EXPORTER for c in h.master.children.values()) == 1
+    singletons = [c for c in h.master.children.values() if c.kind is Kind.SINGLETON]
+    assert [c.singleton for c in singletons] == ["exporter"]
     assert h.ops.titles[-1] == "supervisor: master [2 workers]"
 
 
@@ -200,11 +202,11 @@ def test_reaper_receives_the_dead_childs_pid_signal_and_reason() -> None:
     h.master.tick()
     h.master.spawner._after_fork = lambda keep: None  # type: ignore[method-assign]
     assert targets[-1]() == 0
-    assert (seen[0].pid, seen[0].signal, seen[0].exit_code, seen[0].reason) == (
+    assert (seen[0].pid, seen[0].signal, seen[0].exit_code, seen[0].cause) == (
         victim,
         signal.SIGSEGV,
         None,
-        "crash",
+        DeathCause.CRASH,
     )
 
 
@@ -437,3 +439,55 @@ def test_stop_does_not_postpone_killing_a_hung_child() -> None:
     h.advance(2.1)
     h.master.tick()
     assert h.ops.kills[-1] == (pid, signal.SIGKILL)
+
+
+class TwoSingletons(SupervisorSettings):
+    """Settings asking for two singleton children (as the scheduler will be the second)."""
+
+    def singletons(self) -> tuple[str, ...]:
+        return ("exporter", "scheduler")
+
+
+def singleton_pids(h: Harness, name: str) -> list[int]:
+    return [c.pid for c in h.master.children.values() if c.singleton == name]
+
+
+def test_each_singleton_runs_once_is_respawned_after_a_crash_and_replaced_on_hup() -> None:
+    """Singletons are general: exactly one child per name; a crashed one comes back after the
+    backoff (no reaper: it holds no jobs); HUP stops each and starts it afresh once it exited,
+    never two at a time; QUIT/TERM stop them with the consumers."""
+    h = Harness()
+    h.master = Master(TwoSingletons(**vars(h.settings)), h.ops, NoTargets(), h._liveness)
+    h.master.tick()
+    exporter, scheduler = singleton_pids(h, "exporter"), singleton_pids(h, "scheduler")
+    assert len(exporter) == len(scheduler) == 1
+    h.ops.exits.append((scheduler[0], killed_by(signal.SIGKILL)))
+    h.master.tick()
+    assert singleton_pids(h, "scheduler") == [] and h.reapers() == []
+    h.advance(0.5)
+    h.master.tick()
+    respawned = singleton_pids(h, "scheduler")
+    assert len(respawned) == 1 and respawned != scheduler
+    h.mark_all_ready()
+    h.signal(signal.SIGHUP)
+    assert (respawned[0], signal.SIGQUIT) in h.ops.kills  # singletons stop fast
+    h.master.tick()
+    assert singleton_pids(h, "scheduler") == respawned  # the old one has not exited yet
+    h.ops.exits.extend([(respawned[0], exited(0)), (exporter[0], exited(0))])
+    h.master.tick()
+    fresh = singleton_pids(h, "scheduler")
+    assert len(fresh) == 1 and fresh != respawned
+    assert len(singleton_pids(h, "exporter")) == 1 and singleton_pids(h, "exporter") != exporter
+
+
+def test_a_singleton_that_cannot_boot_stops_the_master() -> None:
+    """A singleton exiting with the boot-failure code stops everything with exit code 3."""
+    h = Harness()
+    h.master = Master(TwoSingletons(**vars(h.settings)), h.ops, NoTargets(), h._liveness)
+    h.master.tick()
+    h.ops.exits.append((singleton_pids(h, "scheduler")[0], exited(ExitCode.BOOT_FAILURE)))
+    h.master.tick()
+    assert h.master.failure is not None and "scheduler" in h.master.failure
+    for pid in list(h.master.children):
+        h.ops.exits.append((pid, exited(0)))
+    assert h.master.tick() == ExitCode.BOOT_FAILURE
