@@ -3,8 +3,9 @@
     create_app(settings, db, job_store, clock=utcnow)
 
 `db` is the API's database (users, sessions, rate_limits) and `job_store` the queue's
-JobStore (the only way to the jobs collections). `api/wsgi.py` builds both from the
-environment in the worker process; tests pass a fresh database and a real JobStore.
+JobStore (the only way to the jobs collections), built with the task registry so that jobs the
+API enqueues get their tasks' declared defaults. `api/wsgi.py` builds both from the environment
+in the worker process; tests pass a fresh database and a real JobStore.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ import pymongo
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from api.accounts import UserStore
+from api.admission import Admission
+from api.auth.context import AuthContext
+from api.auth.events import AccountEvents
+from api.auth.limits import Action, Policy, RateLimits
 from api.auth.passwords import HashPool, PasswordHasher
-from api.auth.ratelimit import LoginRateLimiter, SignupRateLimiter
-from api.auth.service import AuthService
-from api.auth.sessions import SessionStore
+from api.auth.session_store import SessionStore
 from api.auth.tokens import TokenCodec
-from api.database import DatabaseGuard
-from api.docs import DocsAssetResource, DocsPageResource, OpenApiResource
+from api.auth.user_store import UserStore
 from api.errors import handle_error
-from api.health import HealthResource, MetricsResource, ReadyResource
-from api.jobs import JobResource, JobsResource
 from api.metrics import ApiMetrics
 from api.middleware import (
     AuthMiddleware,
@@ -39,16 +38,18 @@ from api.middleware import (
     SecurityHeadersMiddleware,
 )
 from api.openapi import build_spec
-from api.settings import ApiSettings
-from api.users import (
+from api.resources.accounts import (
     LoginResource,
-    LogoutAllResource,
     LogoutResource,
     ProfileResource,
     PublicUserResource,
     RefreshResource,
     SignupResource,
 )
+from api.resources.docs import DocsAssetResource, DocsPageResource, OpenApiResource
+from api.resources.health import HealthResource, MetricsResource, ReadyResource
+from api.resources.jobs import JobResource, JobsResource
+from api.settings import ApiSettings
 from queue_worker import JobStore
 
 log = logging.getLogger("api")
@@ -59,6 +60,17 @@ API_VERSION = "1.0.0"
 def utcnow() -> datetime:
     """Return the current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def rate_limit_policies(settings: ApiSettings) -> dict[Action, Policy]:
+    """Return the limit and window of every rate-limited action, from the settings."""
+    return {
+        Action.SIGNUP: Policy(settings.signup_max_per_ip, settings.signup_window_s),
+        Action.LOGIN_ACCOUNT: Policy(
+            settings.login_max_failures_per_account, settings.login_window_s
+        ),
+        Action.LOGIN_IP: Policy(settings.login_max_failures_per_ip, settings.login_window_s),
+    }
 
 
 def create_app(
@@ -72,29 +84,20 @@ def create_app(
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI application from its collaborators."""
     metrics = metrics or ApiMetrics()
-    guard = DatabaseGuard(
+    admission = Admission(
         metrics, max_in_flight=settings.db_max_in_flight, wait_s=settings.db_timeout_ms / 1000
     )
     users = UserStore(db)
     sessions = SessionStore(db, idle_s=settings.session_idle_s)
-    limiter = LoginRateLimiter(
-        db,
-        window_s=settings.login_window_s,
-        max_per_account=settings.login_max_failures_per_account,
-        max_per_ip=settings.login_max_failures_per_ip,
-    )
-    signup_limiter = SignupRateLimiter(
-        db, window_s=settings.signup_window_s, max_per_ip=settings.signup_max_per_ip
-    )
-    # Both limiters keep their counters in one collection: the login limiter's index serves both.
-    _ensure_indexes(users, sessions, limiter, settings.ready_timeout_s)
+    limits = RateLimits(db, rate_limit_policies(settings))
+    _ensure_indexes(users, sessions, limits, settings.ready_timeout_s)
     pool = hash_pool or HashPool(settings.hash_threads, metrics, niceness=settings.hash_niceness)
-    auth = AuthService(
-        settings,
+    auth = AuthContext(
+        settings=settings,
+        db=db,
         users=users,
         sessions=sessions,
-        limiter=limiter,
-        signup_limiter=signup_limiter,
+        limits=limits,
         hasher=PasswordHasher(settings.password_pepper, settings.bcrypt_cost, pool, metrics),
         codec=TokenCodec(
             settings.jwt_keys,
@@ -103,8 +106,8 @@ def create_app(
             audience=settings.jwt_audience,
             leeway_s=settings.jwt_leeway_s,
         ),
-        events=job_store,
-        guard=guard,
+        events=AccountEvents(job_store, users, admission, metrics),
+        admission=admission,
         metrics=metrics,
         clock=clock,
     )
@@ -119,15 +122,15 @@ def create_app(
     app.add_error_handler(Exception, handle_error)
     app.add_error_handler(falcon.HTTPError, handle_error)
     routes: list[tuple[str, object]] = [
-        ("/users/signup", SignupResource(auth, settings.trusted_proxy_hops)),
-        ("/users/login", LoginResource(auth, settings.trusted_proxy_hops)),
+        ("/users/signup", SignupResource(auth)),
+        ("/users/login", LoginResource(auth)),
         ("/users/refresh", RefreshResource(auth)),
         ("/users/logout", LogoutResource(auth)),
-        ("/users/logout-all", LogoutAllResource(auth)),
+        ("/users/logout-all", LogoutResource(auth, everywhere=True)),
         ("/users/profile", ProfileResource()),
-        ("/users/{user_id}", PublicUserResource(users, guard)),
-        ("/jobs", JobsResource(job_store, settings.submittable_tasks, guard)),
-        ("/jobs/{job_id}", JobResource(job_store, guard)),
+        ("/users/{user_id}", PublicUserResource(users, admission)),
+        ("/jobs", JobsResource(job_store, settings.submittable_tasks, admission)),
+        ("/jobs/{job_id}", JobResource(job_store, admission)),
         ("/healthz", HealthResource()),
         ("/readyz", ReadyResource(db, settings.ready_timeout_s, metrics)),
         ("/metrics", MetricsResource(metrics, settings.metrics_multiproc_dir)),
@@ -145,7 +148,7 @@ def create_app(
 
 
 def _ensure_indexes(
-    users: UserStore, sessions: SessionStore, limiter: LoginRateLimiter, timeout_s: float
+    users: UserStore, sessions: SessionStore, limits: RateLimits, timeout_s: float
 ) -> None:
     # A database that is down at start must not stop the app from serving /healthz or 503s;
     # the unique email index is re-tried before every sign-up until it exists.
@@ -153,6 +156,6 @@ def _ensure_indexes(
         with pymongo.timeout(timeout_s):
             users.ensure_indexes()
             sessions.ensure_indexes()
-            limiter.ensure_indexes()
+            limits.ensure_indexes()
     except PyMongoError as exc:
         log.warning("could not create indexes at start: %s", type(exc).__name__)

@@ -14,7 +14,8 @@ from typing import Any
 
 import falcon
 
-from api.auth.service import AuthService
+from api.auth.authenticate import authenticate
+from api.auth.context import AuthContext
 from api.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from api.metrics import ApiMetrics
 
@@ -146,7 +147,7 @@ class BodyMiddleware:
 class AuthMiddleware:
     """Authenticate requests to resources that set `auth_required = True`."""
 
-    def __init__(self, auth: AuthService) -> None:
+    def __init__(self, auth: AuthContext) -> None:
         self._auth = auth
 
     def process_resource(
@@ -157,7 +158,7 @@ class AuthMiddleware:
         token = bearer_token(req)
         if token is None:
             raise Unauthorized("An access token is required.", code="missing_token")
-        req.context.principal = self._auth.authenticate(token)
+        req.context.principal = authenticate(self._auth, token)
 
 
 def bearer_token(req: falcon.Request) -> str | None:

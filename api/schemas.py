@@ -14,6 +14,7 @@ import falcon
 import msgspec
 
 from api.errors import BadRequest, ValidationFailed
+from queue_worker.enqueue import MAX_KEY_LENGTH
 
 T = TypeVar("T")
 
@@ -29,8 +30,11 @@ Age = Annotated[int, msgspec.Meta(ge=0, le=150)]
 TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Priority = Annotated[int, msgspec.Meta(ge=-1000, le=1000)]
 DelayS = Annotated[float, msgspec.Meta(ge=0, le=30 * 86400)]
-# The API scopes keys per user ("<user id>:<key>"), and the queue takes 200 characters.
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=150)]
+# The API scopes keys per user ("<24-hex user id>:<key>") within the queue's key length.
+KEY_SCOPE_CHARS = 25
+IdempotencyKey = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_KEY_LENGTH - KEY_SCOPE_CHARS)
+]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 

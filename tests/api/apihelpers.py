@@ -10,6 +10,8 @@ from typing import Any
 from falcon import testing
 from pymongo.database import Database
 
+from queue_worker.store import IN_MOVE_ORDER
+
 PASSWORD = "correct horse battery staple"
 
 
@@ -61,4 +63,4 @@ def bearer(token: str) -> dict[str, str]:
 def submitted_jobs(db: Database) -> int:
     """Count jobs a client submitted through POST /jobs, wherever the queue keeps them."""
     flt = {"submitted_by": {"$exists": True}}
-    return sum(db[name].count_documents(flt) for name in ("jobs_backlog", "jobs", "jobs_done"))
+    return sum(db[name].count_documents(flt) for name in IN_MOVE_ORDER)

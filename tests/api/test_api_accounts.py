@@ -8,12 +8,13 @@ from falcon import testing
 from pymongo.database import Database
 
 from api.metrics import ApiMetrics
+from queue_worker.store import JOBS
 
 TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 
 
 def jobs_of(db: Database, task: str) -> list[dict]:
-    return list(db["jobs"].find({"task": task}))
+    return list(db[JOBS].find({"task": task}))
 
 
 def test_signup_returns_a_bearer_token_pair_that_is_not_cached(client: testing.TestClient) -> None:

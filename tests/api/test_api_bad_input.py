@@ -16,8 +16,10 @@ from pymongo.database import Database
 from api.app import create_app
 from api.auth.passwords import HashPool
 from api.metrics import ApiMetrics
+from api.schemas import KEY_SCOPE_CHARS
 from api.settings import ApiSettings
 from queue_worker import JobStore
+from queue_worker.enqueue import MAX_KEY_LENGTH
 
 JSON = {"Content-Type": "application/json"}
 BODY_ROUTES = ["/users/signup", "/users/login", "/users/refresh", "/jobs"]
@@ -188,7 +190,7 @@ def test_duplicate_keys_are_decoded_as_the_last_value_and_validated(
         ("task", "bench.noop\x00"),
         ("task", "x" * 201),
         ("idempotency_key", ""),
-        ("idempotency_key", "k" * 151),
+        ("idempotency_key", "k" * (MAX_KEY_LENGTH - KEY_SCOPE_CHARS + 1)),
         ("idempotency_key", 5),
     ],
 )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from apihelpers import PASSWORD, Clock, bearer, signup
 from falcon import testing
 from pymongo.database import Database
+from pymongo.errors import AutoReconnect
+
+from api.auth.user_store import UserStore
 
 
 def refresh(client: testing.TestClient, token: str) -> testing.Result:
@@ -144,3 +150,26 @@ def test_refresh_without_a_token_is_401(client: testing.TestClient) -> None:
     result = client.simulate_post("/users/refresh")
     assert result.status_code == 401
     assert result.json["error"]["code"] == "missing_token"
+
+
+def test_a_failure_between_the_two_revocation_writes_leaves_neither_applied(
+    client: testing.TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replay detection ends the family and its access tokens in one transaction: a database
+    failure after the first write answers 503 and leaves both as they were (never the family
+    ended with its access tokens still valid); the next replay ends both."""
+    family = signup(client)
+    newest = refresh(client, family["refresh_token"]).json
+    real = UserStore.revoke_session_access
+
+    def fail_after_the_session_write(*args: Any, **kwargs: Any) -> None:
+        raise AutoReconnect("connection lost between the two writes")
+
+    monkeypatch.setattr(UserStore, "revoke_session_access", fail_after_the_session_write)
+    assert refresh(client, family["refresh_token"]).status_code == 503
+    assert db["sessions"].count_documents({"revoked_at": {"$ne": None}}) == 0
+    assert profile_status(client, newest["access_token"]) == 200
+    monkeypatch.setattr(UserStore, "revoke_session_access", real)
+    assert refresh(client, family["refresh_token"]).json["error"]["code"] == "refresh_token_reused"
+    assert profile_status(client, newest["access_token"]) == 401
+    assert refresh(client, newest["refresh_token"]).status_code == 401

@@ -9,22 +9,16 @@ scoped to the submitting user, so one user's key can never return another user's
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
-import bson
 import falcon
 
-from api.auth.service import Principal
-from api.database import DatabaseGuard
+from api.admission import Admission
+from api.auth.context import Principal
 from api.errors import NotFound, PayloadTooLarge, ValidationFailed
 from api.openapi import Operation
 from api.schemas import JobAccepted, JobRequest, JobStatus, decode, send
 from queue_worker import InvalidJobError, JobStore
-
-MAX_PAYLOAD_DEPTH = 32
-# A job document must fit MongoDB's 16 MiB limit with room for its other fields. JSON can grow
-# about sixfold as BSON (array indexes become keys), so the body limit alone does not ensure it.
-MAX_PAYLOAD_BSON_BYTES = (16 << 20) - (64 << 10)
+from queue_worker.errors import PayloadError, PayloadTooLargeError
 
 
 class JobsResource:
@@ -41,23 +35,20 @@ class JobsResource:
         )
     }
 
-    def __init__(self, queue: JobStore, allowed: Collection[str], guard: DatabaseGuard) -> None:
+    def __init__(self, queue: JobStore, allowed: Collection[str], admission: Admission) -> None:
         self._queue = queue
         self._allowed = frozenset(allowed)
-        self._guard = guard
+        self._admission = admission
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, JobRequest)
         if body.task not in self._allowed:
             raise ValidationFailed("This task cannot be submitted.", code="task_not_allowed")
-        check_payload(body.payload)
-        if len(bson.encode(body.payload)) > MAX_PAYLOAD_BSON_BYTES:
-            raise PayloadTooLarge("The payload is too large to store.")
         principal: Principal = req.context.principal
         owner = str(principal.user_id)
         key = f"{owner}:{body.idempotency_key}" if body.idempotency_key is not None else None
         try:
-            with self._guard.operation("queue.enqueue"):
+            with self._admission.operation("queue.enqueue"):
                 job = self._queue.enqueue(
                     body.task,
                     body.payload,
@@ -66,6 +57,10 @@ class JobsResource:
                     idempotency_key=key,
                     submitted_by=owner,
                 )
+        except PayloadTooLargeError:
+            raise PayloadTooLarge("The payload is too large to store.") from None
+        except PayloadError as exc:
+            raise ValidationFailed(str(exc), code="invalid_payload") from None
         except InvalidJobError as exc:
             raise ValidationFailed(str(exc), code="invalid_job") from None
         send(resp, JobAccepted(job.id, job.state.value), 202)
@@ -83,13 +78,13 @@ class JobResource:
         )
     }
 
-    def __init__(self, queue: JobStore, guard: DatabaseGuard) -> None:
+    def __init__(self, queue: JobStore, admission: Admission) -> None:
         self._queue = queue
-        self._guard = guard
+        self._admission = admission
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         principal: Principal = req.context.principal
-        with self._guard.operation("queue.get"):
+        with self._admission.operation("queue.get"):
             job = self._queue.get(job_id)
         if job is None or job.submitted_by != str(principal.user_id):
             raise NotFound()
@@ -109,23 +104,3 @@ class JobResource:
                 finished_at=job.finished_at,
             ),
         )
-
-
-def check_payload(payload: Any, depth: int = 0) -> None:
-    """Raise ValidationFailed unless the payload can be stored as a plain document."""
-    if depth > MAX_PAYLOAD_DEPTH:
-        raise ValidationFailed("The payload is nested too deeply.", code="invalid_payload")
-    if isinstance(payload, dict):
-        for key, value in payload.items():
-            # MongoDB reserves '$' prefixes and '.' in field names; NUL cannot be in BSON keys.
-            if key.startswith("$") or "." in key or "\x00" in key:
-                raise ValidationFailed(
-                    "Payload keys must not start with '$' or contain '.'.", code="invalid_payload"
-                )
-            check_payload(value, depth + 1)
-    elif isinstance(payload, list):
-        for item in payload:
-            check_payload(item, depth + 1)
-    elif isinstance(payload, int) and not isinstance(payload, bool):
-        if not -(2**63) <= payload < 2**63:
-            raise ValidationFailed("Payload integers must fit in 64 bits.", code="invalid_payload")

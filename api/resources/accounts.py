@@ -1,4 +1,4 @@
-"""The /users resources: thin adapters from HTTP to AuthService and UserStore.
+"""The account resources (/users/...): thin adapters from HTTP to the account flows (api/auth).
 
 Token responses are `{access_token, refresh_token, token_type: "Bearer", expires_in}` (the
 field names existing clients use) and carry `Cache-Control: no-store` like every API response.
@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import falcon
 
-from api.accounts import UserStore, parse_user_id
-from api.auth.service import AuthService, Principal, TokenPair
-from api.database import DatabaseGuard
+from api.admission import Admission
+from api.auth.context import AuthContext, Principal, TokenPair
+from api.auth.login import login
+from api.auth.logout import logout, logout_all
+from api.auth.refresh import refresh
+from api.auth.signup import signup
+from api.auth.user_store import UserStore, parse_user_id
 from api.errors import NotFound, Unauthorized
 from api.middleware import bearer_token
 from api.openapi import Operation
@@ -62,13 +66,12 @@ class SignupResource:
         )
     }
 
-    def __init__(self, auth: AuthService, trusted_proxy_hops: int) -> None:
+    def __init__(self, auth: AuthContext) -> None:
         self._auth = auth
-        self._hops = trusted_proxy_hops
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, SignupRequest)
-        pair = self._auth.signup(body, ip=client_ip(req, self._hops))
+        pair = signup(self._auth, body, ip=client_ip(req, self._auth.settings.trusted_proxy_hops))
         send_tokens(resp, pair, 201)
 
 
@@ -83,14 +86,13 @@ class LoginResource:
         )
     }
 
-    def __init__(self, auth: AuthService, trusted_proxy_hops: int) -> None:
+    def __init__(self, auth: AuthContext) -> None:
         self._auth = auth
-        self._hops = trusted_proxy_hops
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, LoginRequest)
-        ip = client_ip(req, self._hops)
-        pair = self._auth.login(body, ip=ip, user_agent=req.user_agent or "")
+        ip = client_ip(req, self._auth.settings.trusted_proxy_hops)
+        pair = login(self._auth, body, ip=ip, user_agent=req.user_agent or "")
         send_tokens(resp, pair, 200)
 
 
@@ -109,7 +111,7 @@ class RefreshResource:
         )
     }
 
-    def __init__(self, auth: AuthService) -> None:
+    def __init__(self, auth: AuthContext) -> None:
         self._auth = auth
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -119,48 +121,30 @@ class RefreshResource:
             token = bearer_token(req)
         if token is None:
             raise Unauthorized("A refresh token is required.", code="missing_token")
-        send_tokens(resp, self._auth.refresh(token), 200)
+        send_tokens(resp, refresh(self._auth, token), 200)
 
 
 class LogoutResource:
-    auth_required = True
-    docs = {
-        "post": Operation(
-            "End this session (its refresh and access tokens stop working)",
-            "users",
-            ok_status=204,
-            bearer=True,
-            errors=(401, 503),
-        )
-    }
+    """POST /users/logout ends this session; with `everywhere`, POST /users/logout-all ends
+    every session of the user."""
 
-    def __init__(self, auth: AuthService) -> None:
+    auth_required = True
+
+    def __init__(self, auth: AuthContext, *, everywhere: bool = False) -> None:
         self._auth = auth
+        self._end = logout_all if everywhere else logout
+        summary = (
+            "End every session of this user; earlier access tokens stop working"
+            if everywhere
+            else "End this session (its refresh and access tokens stop working)"
+        )
+        self.docs = {
+            "post": Operation(summary, "users", ok_status=204, bearer=True, errors=(401, 503))
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal: Principal = req.context.principal
-        self._auth.logout(principal)
-        resp.status = falcon.HTTP_204
-
-
-class LogoutAllResource:
-    auth_required = True
-    docs = {
-        "post": Operation(
-            "End every session of this user; earlier access tokens stop working",
-            "users",
-            ok_status=204,
-            bearer=True,
-            errors=(401, 503),
-        )
-    }
-
-    def __init__(self, auth: AuthService) -> None:
-        self._auth = auth
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        principal: Principal = req.context.principal
-        self._auth.logout_all(principal)
+        self._end(self._auth, principal)
         resp.status = falcon.HTTP_204
 
 
@@ -199,15 +183,15 @@ class PublicUserResource:
         )
     }
 
-    def __init__(self, users: UserStore, guard: DatabaseGuard) -> None:
+    def __init__(self, users: UserStore, admission: Admission) -> None:
         self._users = users
-        self._guard = guard
+        self._admission = admission
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, user_id: str) -> None:
         oid = parse_user_id(user_id)
         if oid is None:
             raise NotFound()
-        with self._guard.operation("users.find"):
+        with self._admission.operation("users.find"):
             user = self._users.find_public(oid)
         if user is None:
             raise NotFound()

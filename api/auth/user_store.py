@@ -18,6 +18,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ReturnDocument
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
@@ -116,21 +117,25 @@ class UserStore:
         doc: dict[str, Any] | None = self._users.find_one({"_id": user_id}, {"token_version": 1})
         return None if doc is None else int(doc.get("token_version", 0))
 
-    def end_all_tokens(self, user_id: ObjectId) -> int:
+    def end_all_tokens(self, user_id: ObjectId, *, session: ClientSession | None = None) -> int:
         """Invalidate every access token issued so far; return the new token version."""
         doc = self._users.find_one_and_update(
             {"_id": user_id},
             {"$inc": {"token_version": 1}},
             projection={"token_version": 1},
             return_document=ReturnDocument.AFTER,
+            session=session,
         )
         return 0 if doc is None else int(doc["token_version"])
 
-    def revoke_session_access(self, user_id: ObjectId, sid: str) -> None:
+    def revoke_session_access(
+        self, user_id: ObjectId, sid: str, *, session: ClientSession | None = None
+    ) -> None:
         """Refuse the access tokens of session `sid` from now on."""
         self._users.update_one(
-            {"_id": user_id},
+            {"_id": user_id, "revoked_sids": {"$ne": sid}},
             {"$push": {"revoked_sids": {"$each": [sid], "$slice": -REVOKED_SIDS_KEPT}}},
+            session=session,
         )
 
     def mark_welcome_enqueued(self, user_id: ObjectId) -> None:

@@ -1,7 +1,7 @@
-"""The API's boundary with the database driver: fair admission, and driver failures as a fast 503.
+"""Admission to the database: fair, bounded, and driver failures as a fast 503.
 
 Data access in `api` (users, sessions, rate limits) and calls into `queue_worker` run inside
-`guard.operation(name)`. Each operation first takes a slot of the worker's `FifoGate`: at most
+`admission.operation(name)`. Each operation first takes a slot of the worker's `FifoGate`: at most
 `max_in_flight` operations per worker are at the database at once and the rest wait in arrival
 order (see api/gate.py for why: without it the p99 latency under load is many times the median).
 A caller that cannot get a slot within `wait_s`, or whose operation raises a PyMongoError
@@ -28,7 +28,7 @@ DEFAULT_MAX_IN_FLIGHT = 4
 DEFAULT_WAIT_S = 2.0
 
 
-class DatabaseGuard:
+class Admission:
     """Admit database operations in arrival order; map driver failures to counted 503s."""
 
     def __init__(

@@ -21,6 +21,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import ASCENDING
+from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
@@ -128,24 +129,35 @@ class SessionStore:
         if family["expires_at"] <= now or family["idle_expires_at"] <= now:
             return Rotation.EXPIRED
         if family["refresh_digest"] != digest:
-            # A genuine token of this family that is no longer current: it was replayed.
-            self.revoke(sid, reason="reuse", now=now)
+            # A genuine token of this family that is no longer current: it was replayed. The
+            # caller ends the family and its access tokens together (auth/revocation.py).
             return Rotation.REUSED
         return Rotation.UNKNOWN
 
-    def revoke(self, sid: str, *, reason: str, now: datetime) -> bool:
+    def revoke(
+        self, sid: str, *, reason: str, now: datetime, session: ClientSession | None = None
+    ) -> bool:
         """End one family; return whether it was still active."""
         result = self._sessions.update_one(
             {"_id": sid, "revoked_at": None},
             {"$set": {"revoked_at": now, "revoked_reason": reason}},
+            session=session,
         )
         return result.modified_count == 1
 
-    def revoke_all(self, user_id: ObjectId, *, reason: str, now: datetime) -> int:
+    def revoke_all(
+        self,
+        user_id: ObjectId,
+        *,
+        reason: str,
+        now: datetime,
+        session: ClientSession | None = None,
+    ) -> int:
         """End every active family of a user; return how many were ended."""
         result = self._sessions.update_many(
             {"user_id": user_id, "revoked_at": None},
             {"$set": {"revoked_at": now, "revoked_reason": reason}},
+            session=session,
         )
         return result.modified_count
 

@@ -1,0 +1,62 @@
+"""What every account flow works with: `AuthContext`, and the values flows hand back.
+
+The flows (signup.py, login.py, refresh.py, logout.py, authenticate.py, ...) are short linear
+functions over this one context, in the manner of django-allauth's account/internal/flows: a
+flow reads like the rule it implements (validate, consume, change, revoke, notify, record), and
+needs no object of its own. `create_app` builds the context once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+from pymongo.database import Database
+
+from api.admission import Admission
+from api.auth.limits import RateLimits
+from api.auth.passwords import PasswordHasher
+from api.auth.session_store import SessionStore
+from api.auth.tokens import Claims, TokenCodec
+from api.auth.user_store import UserStore
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from api.auth.events import AccountEvents
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated request: the verified claims and the user's profile fields."""
+
+    claims: Claims
+    user_id: ObjectId
+    user: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    """The stores, services and settings the account flows share."""
+
+    settings: ApiSettings
+    db: Database[Any]
+    users: UserStore
+    sessions: SessionStore
+    limits: RateLimits
+    hasher: PasswordHasher
+    codec: TokenCodec
+    events: AccountEvents
+    admission: Admission
+    metrics: ApiMetrics
+    clock: Callable[[], datetime]

@@ -1,0 +1,84 @@
+"""The jobs account flows cause (the welcome mail, the login audit), enqueued so that an event
+never fails the flow that caused it, and never fails silently either.
+
+Sign-up enqueues `user.created` with idempotency key `user.created:<user_id>`. If the queue
+cannot take it, the sign-up still succeeds; the account keeps `welcome_enqueued: false` and the
+next login enqueues it again under the same key, so the welcome job is created exactly once.
+`user.login` is best effort.
+
+Failures are told apart: the database not answering (ServiceUnavailable, through admission) is
+retried ENQUEUE_ATTEMPTS times and counted in db_operation_errors_total{operation="queue.enqueue"};
+anything else is a bug (a refused payload, an unknown task), logged with its traceback and
+counted in api_event_errors_total{task}, so it cannot hide as "the queue was down".
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from api.admission import Admission
+from api.auth.user_store import UserStore
+from api.errors import ServiceUnavailable
+from api.metrics import ApiMetrics
+from queue_worker import JobStore
+
+log = logging.getLogger("api.auth")
+ENQUEUE_ATTEMPTS = 3
+USER_AGENT_MAX = 256
+WELCOME = "user.created"
+LOGIN = "user.login"
+TASKS = (WELCOME, LOGIN)
+
+
+class AccountEvents:
+    """Enqueue the jobs of account events through the queue's store."""
+
+    def __init__(
+        self, queue: JobStore, users: UserStore, admission: Admission, metrics: ApiMetrics
+    ) -> None:
+        self._queue = queue
+        self._users = users
+        self._admission = admission
+        self._metrics = metrics
+        for task in TASKS:
+            metrics.event_errors.labels(task)  # exported from the start, at 0
+
+    def welcome(self, user_id: ObjectId, email: str, name: str) -> None:
+        """Enqueue the welcome mail once per account; mark the account when it is queued."""
+        payload = {"user_id": str(user_id), "email": email, "name": name}
+        if not self._enqueue(WELCOME, payload, idempotency_key=f"{WELCOME}:{user_id}"):
+            return
+        try:
+            with self._admission.operation("users.mark_welcome"):
+                self._users.mark_welcome_enqueued(user_id)
+        except ServiceUnavailable:
+            pass  # The idempotency key makes the retry at next login harmless.
+
+    def login(self, user_id: ObjectId, sid: str, *, ip: str, user_agent: str, at: datetime) -> None:
+        """Enqueue the login audit entry of a new session (best effort)."""
+        payload = {
+            "user_id": str(user_id),
+            "ip": ip,
+            "user_agent": user_agent[:USER_AGENT_MAX],
+            "at": at.isoformat(),
+        }
+        self._enqueue(LOGIN, payload, idempotency_key=f"{LOGIN}:{sid}")
+
+    def _enqueue(self, task: str, payload: dict[str, Any], *, idempotency_key: str) -> bool:
+        for _ in range(ENQUEUE_ATTEMPTS):
+            try:
+                with self._admission.operation("queue.enqueue"):
+                    self._queue.enqueue(task, payload, idempotency_key=idempotency_key)
+                return True
+            except ServiceUnavailable:
+                continue  # counted by admission; the database may answer the next try
+            except Exception:  # noqa: BLE001 - a bug must not fail the account flow, nor hide
+                self._metrics.event_errors.labels(task).inc()
+                log.exception("enqueue of %s failed", task)
+                return False
+        log.warning("enqueue of %s failed %d times; will retry later", task, ENQUEUE_ATTEMPTS)
+        return False

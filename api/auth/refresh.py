@@ -1,0 +1,51 @@
+"""Refresh: rotate a refresh token within its family; a replayed one ends the family.
+
+verify the signature → read the user's token version → swap the family's current digest for
+the replacement in ONE compare-and-set (of concurrent refreshes with one token exactly one wins)
+→ a validly signed token that is no longer current can only be a replay: end the family and its
+access tokens together (revocation.py) → issue the new pair.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from api.auth.context import AuthContext, TokenPair
+from api.auth.issue import access_token
+from api.auth.revocation import end_session
+from api.auth.session_store import Rotation
+from api.auth.user_store import parse_user_id
+from api.errors import Unauthorized
+
+log = logging.getLogger("api.auth")
+
+
+def refresh(ctx: AuthContext, refresh_token: str) -> TokenPair:
+    """Rotate `refresh_token` and return the new pair; raise Unauthorized."""
+    now = ctx.clock()
+    claims = ctx.codec.verify(refresh_token, "refresh", now=now)
+    user_id = parse_user_id(claims.sub)
+    if user_id is None:
+        raise Unauthorized(code="invalid_token")
+    with ctx.admission.operation("users.find"):
+        version = ctx.users.token_version(user_id)
+    if version is None:
+        raise Unauthorized(code="invalid_token")
+    expires_at = datetime.fromtimestamp(claims.exp, UTC)
+    replacement = ctx.codec.issue(
+        "refresh", sub=claims.sub, sid=claims.sid, ver=version, now=now, expires_at=expires_at
+    )
+    with ctx.admission.operation("sessions.rotate"):
+        outcome = ctx.sessions.rotate(
+            claims.sid, user_id, refresh_token, replacement, now=now, expires_at=expires_at
+        )
+    if outcome is Rotation.REUSED:
+        ctx.metrics.refresh_reuse_detected.inc()
+        log.warning("refresh token reuse detected; session revoked user_id=%s", user_id)
+        end_session(ctx, user_id, claims.sid, reason="reuse", now=now)
+        raise Unauthorized("The session has been revoked.", code="refresh_token_reused")
+    if outcome is not Rotation.ROTATED:
+        raise Unauthorized("The session has ended.", code="session_ended")
+    access = access_token(ctx, claims.sub, claims.sid, version, now)
+    return TokenPair(access, replacement, ctx.settings.access_ttl_s)

@@ -1,0 +1,42 @@
+"""Sign-up: create an account and start its first session.
+
+validate (address, name, password policy) → count against the client address (before the hash:
+only attempts that cost bcrypt use up the budget, a taken email included) → hash → insert (the
+unique index decides races) → enqueue the welcome mail → start a session.
+"""
+
+from __future__ import annotations
+
+from api.auth.context import AuthContext, TokenPair
+from api.auth.issue import start_session
+from api.auth.limits import Action
+from api.auth.passwords import check_policy
+from api.auth.user_store import normalize_email
+from api.errors import RateLimited, ValidationFailed
+from api.schemas import SignupRequest
+
+
+def signup(ctx: AuthContext, body: SignupRequest, *, ip: str) -> TokenPair:
+    """Create an account and return its first token pair (rate-limited per client address)."""
+    email = normalize_email(body.email)
+    name = body.name.strip()
+    if email is None:
+        raise ValidationFailed("The email address is not valid.", code="invalid_email")
+    if not name:
+        raise ValidationFailed("The name must not be blank.", code="invalid_name")
+    check_policy(body.password)
+    now = ctx.clock()
+    try:
+        with ctx.admission.operation("rate_limits.consume"):
+            ctx.limits.consume(Action.SIGNUP, ip, now=now)
+    except RateLimited as exc:
+        ctx.metrics.rate_limited.labels(exc.scope).inc()
+        raise
+    password_hash = ctx.hasher.hash(body.password)
+    with ctx.admission.operation("users.insert"):
+        user_id = ctx.users.create(
+            name=name, email=email, age=body.age, password_hash=password_hash, now=now
+        )
+    ctx.events.welcome(user_id, email, name)
+    pair, _ = start_session(ctx, user_id, version=0, now=now)
+    return pair

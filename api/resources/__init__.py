@@ -1,0 +1,1 @@
+"""HTTP resources: thin adapters from requests to the flows and stores (one module per area)."""
