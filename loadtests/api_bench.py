@@ -31,6 +31,8 @@ from harness import consumer_children, percentile, rss_mb
 from pymongo import MongoClient
 from stack import Stack, cpu_count
 
+from queue_worker.store import DONE, JOBS
+
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 WRK_CPUS = str(cpu_count() - 1)
 LOGIN_ACCOUNTS = 24
@@ -270,8 +272,8 @@ def wait_for_welcome_jobs(stack: Stack, count: int, timeout_s: float) -> datetim
         wanted = {"task": "user.created", "state": "succeeded"}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            docs = [*db.jobs.find(wanted, {"finished_at": 1}),
-                    *db.jobs_done.find(wanted, {"finished_at": 1})]  # fmt: skip
+            docs = [*db[JOBS].find(wanted, {"finished_at": 1}),
+                    *db[DONE].find(wanted, {"finished_at": 1})]  # fmt: skip
             if len(docs) >= count:
                 latest: datetime = max(doc["finished_at"] for doc in docs)
                 return latest

@@ -38,6 +38,8 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queue_worker.store import BACKLOG, IN_MOVE_ORDER, JOBS
+
 POLL_S = 0.1
 COUNT_EVERY_S = 1.0
 COUNT_NEAR_MARK_S = 0.1
@@ -64,9 +66,10 @@ def enqueue_jobs(
     uri: str, database: str, config: ChaosConfig, rng: random.Random
 ) -> tuple[list[str], str, dict[str, float]]:
     """Enqueue the recorded sleep jobs with the poison job among them; return their ids."""
+    from queue_worker.connection import connect
+    from queue_worker.connection import database as queue_database
     from queue_worker.settings import QueueSettings
-    from queue_worker.store import EnqueueRequest, JobStore, connect
-    from queue_worker.store import database as queue_database
+    from queue_worker.store import EnqueueRequest, JobStore
 
     settings = QueueSettings.from_env({"MONGODB_URI": uri, "MONGODB_DATABASE": database})
     client = connect(settings, app_name="chaos-enqueue")
@@ -154,7 +157,7 @@ class ChaosRun:
         """Return how many jobs are still pending or running (None while the DB is down)."""
         try:
             live = {"state": {"$in": ["pending", "running"]}}
-            return sum(self.db[name].count_documents(live) for name in ("jobs_backlog", "jobs"))
+            return sum(self.db[name].count_documents(live) for name in (BACKLOG, JOBS))
         except PyMongoError:
             return None
 
@@ -189,7 +192,7 @@ class ChaosRun:
             print("supervisor did not exit after SIGTERM: killed", flush=True)
         self.timeline.term_exit_code = code
         self.timeline.term_drain_s = round(self.elapsed() - self.timeline.term_sent_s, 2)
-        self.timeline.running_after_term = self.db.jobs.count_documents({"state": "running"})
+        self.timeline.running_after_term = self.db[JOBS].count_documents({"state": "running"})
         print(
             f"[{self.elapsed():6.1f}s] supervisor exited {code}; "
             f"{self.timeline.running_after_term} jobs left running; restarting it",
@@ -258,7 +261,7 @@ class ChaosRun:
         from bson import ObjectId
 
         wanted = {"_id": {"$in": [ObjectId(i) for i in ids]}}
-        names = ("jobs_backlog", "jobs", "jobs_done")
+        names = IN_MOVE_ORDER
         return [doc for name in names for doc in self.db[name].find(wanted)]
 
 

@@ -48,7 +48,7 @@ from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument  # noqa: 
 from pymongo.database import Database  # noqa: E402
 
 from queue_worker.settings import QueueSettings  # noqa: E402
-from queue_worker.store import EnqueueRequest, JobStore  # noqa: E402
+from queue_worker.store import DONE, EnqueueRequest, JobStore  # noqa: E402
 
 Doc = dict[str, Any]
 ENQUEUE_BATCH = 500
@@ -228,7 +228,7 @@ DRAINERS: dict[str, Drainer] = {"cli": drain_with_cli_workers}
 def wait_until_succeeded(target: Target, jobs: int, workers: list[subprocess.Popen[bytes]]) -> None:
     """Poll the finished collection until `jobs` jobs succeeded; fail if a worker exits early."""
     client: MongoClient[Doc] = MongoClient(target.uri, tz_aware=True)
-    done = client[target.database]["jobs_done"]
+    done = client[target.database][DONE]
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     try:
         while done.count_documents({"state": "succeeded"}) < jobs:

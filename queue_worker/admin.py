@@ -18,7 +18,7 @@ from pymongo import DESCENDING
 from pymongo.collection import Collection
 
 from queue_worker.errors import InvalidTransitionError, JobNotFoundError, QueueError
-from queue_worker.job import TERMINAL_STATES, Job, JobState
+from queue_worker.job import Job, JobState
 from queue_worker.store import JobStore
 
 Doc = dict[str, Any]
@@ -63,27 +63,17 @@ def stats(store: JobStore, now: datetime) -> QueueStats:
             state = row["_id"]["state"]
             per_queue[state] = per_queue.get(state, 0) + row["n"]
     oldest: dict[str, float] = {}
-    for collection in (store.backlog, store.jobs):
+    for collection in store.locations(JobState.PENDING):
         for queue, age_s in oldest_due_age_s(collection, now).items():
             oldest[queue] = max(age_s, oldest.get(queue, 0.0))
     return QueueStats(counts=counts, oldest_due_age_s=oldest)
 
 
 def oldest_due_age_s(jobs: Collection[Doc], now: datetime) -> dict[str, float]:
-    """Return, per queue, the seconds since the oldest claimable job in `jobs` became due.
-
-    Due means pending with run_at <= now, or running with an expired lease (its worker died and
-    it waits to be rescued): both are work nobody is doing.
-    """
+    """Return, per queue, the seconds since the oldest due job in `jobs` became due (pending
+    and due, or running with an expired lease: work nobody is doing; lease.due_filter)."""
     pipeline: list[Doc] = [
-        {
-            "$match": {
-                "$or": [
-                    {"state": JobState.PENDING.value, "run_at": {"$lte": now}},
-                    {"state": JobState.RUNNING.value, "lease_until": {"$lte": now}},
-                ]
-            }
-        },
+        {"$match": JobStore.due_filter(None, now)},
         {
             "$project": {
                 "queue": 1,
@@ -111,21 +101,14 @@ def list_jobs(
         query["state"] = state.value
     if queue is not None:
         query["queue"] = queue
-    if state is None:
-        collections = list(store.in_move_order)
-    elif state in TERMINAL_STATES:
-        collections = [store.done]
-    elif state is JobState.PENDING:
-        collections = [store.backlog, store.jobs]
-    else:
-        collections = [store.jobs]
     # By creation time: ObjectIds made in different processes within one second do not sort
     # in creation order (their middle bytes are per-process random).
     newest_first = [("created_at", DESCENDING), ("_id", DESCENDING)]
-    docs: list[Doc] = []
-    for collection in collections:
-        docs.extend(collection.find(query).sort(newest_first).limit(limit))
-    docs.sort(key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
+    by_id: dict[ObjectId, Doc] = {}
+    for collection in store.locations(state):
+        for doc in collection.find(query).sort(newest_first).limit(limit):
+            by_id.setdefault(doc["_id"], doc)  # a job being moved is in two for a moment
+    docs = sorted(by_id.values(), key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
     return [Job.from_doc(doc) for doc in docs[:limit]]
 
 
@@ -190,15 +173,19 @@ def purge(
     Purging a job also forgets its idempotency key: a later enqueue with that key makes a new job.
     """
     query = purge_filter(state, now - timedelta(seconds=older_than_s))
-    collection = store.done if state in TERMINAL_STATES else store.jobs
-    if dry_run:
-        return collection.count_documents(query)
-    ids: list[ObjectId] = [doc["_id"] for doc in collection.find(query, {"_id": 1})]
-    if not ids:
-        return 0
-    deleted = collection.delete_many({"_id": {"$in": ids}, **query}).deleted_count
-    store.keys.delete_many({"job_id": {"$in": ids}})
-    return deleted
+    found = [[d["_id"] for d in c.find(query, {"_id": 1})] for c in store.locations(state)]
+    ids = {oid for ids_in_one in found for oid in ids_in_one}
+    if dry_run or not ids:
+        return len(ids)
+    # A succeeded job not yet archived away can be in `jobs` and `jobs_done` at once: count it
+    # once. (The filter keeps the state, so a dead job revived meanwhile is not deleted.)
+    twice = sum(len(ids_in_one) for ids_in_one in found) - len(ids)
+    deleted = sum(
+        c.delete_many({"_id": {"$in": list(ids)}, **query}).deleted_count
+        for c in store.locations(state)
+    )
+    store.keys.delete_many({"job_id": {"$in": list(ids)}})
+    return deleted - twice
 
 
 def job_summary(job: Job, now: datetime) -> Mapping[str, Any]:

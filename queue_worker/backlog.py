@@ -39,7 +39,7 @@ from pymongo.write_concern import WriteConcern
 from queue_worker import metrics
 from queue_worker.errors import only_duplicate_keys
 from queue_worker.job import JobState
-from queue_worker.lease import CLAIM_SORT
+from queue_worker.lease import CLAIM_SORT, pending_due, queue_filter
 
 Doc = dict[str, Any]
 TRANSIENT = "TransientTransactionError"
@@ -52,13 +52,10 @@ def supports_transactions(hello: Mapping[str, Any]) -> bool:
     return "setName" in hello or hello.get("msg") == "isdbgrid"
 
 
-def due_filter(queues: list[str], now: datetime) -> Doc:
-    """Return the filter of backlog jobs that may be promoted now."""
-    return {
-        "queue": queues[0] if len(queues) == 1 else {"$in": queues},
-        "state": JobState.PENDING.value,
-        "run_at": {"$lte": now},
-    }
+def promotable(queues: list[str], now: datetime) -> Doc:
+    """Return the filter of backlog jobs that may be promoted now: due ones (the backlog only
+    holds pending jobs, so the pending half of lease.due_filter)."""
+    return {**queue_filter(queues), **pending_due(now)}
 
 
 def promote(
@@ -86,7 +83,7 @@ def promote(
                     read_concern=ReadConcern("snapshot"),
                     write_concern=WriteConcern(w="majority", j=True),
                 ):
-                    due = backlog.find(due_filter(queues, now), session=session)
+                    due = backlog.find(promotable(queues, now), session=session)
                     batch = list(due.sort(CLAIM_SORT).skip(skip).limit(limit))
                     if not batch:
                         return 0

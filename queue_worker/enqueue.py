@@ -8,15 +8,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import bson
 from bson import ObjectId
 
-from queue_worker.errors import InvalidJobError
+from queue_worker.errors import InvalidJobError, PayloadError, PayloadTooLargeError
 from queue_worker.job import JobState, to_bson_time
 from queue_worker.settings import QueueSettings
 from queue_worker.tasks import TaskSpec
 
 Doc = dict[str, Any]
 MAX_KEY_LENGTH = 200
+MAX_PAYLOAD_DEPTH = 32
+# A job document must fit MongoDB's 16 MiB limit with room for its other fields. JSON can grow
+# about sixfold as BSON (array indexes become keys), so a caller's body limit alone does not
+# ensure it.
+MAX_PAYLOAD_BSON_BYTES = (16 << 20) - (64 << 10)
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ def new_job_doc(
     if not isinstance(req.task, str) or not req.task:
         raise InvalidJobError("task must be a non-empty string")
     payload = dict(req.payload or {})
-    _check_json(payload)
+    check_payload(payload)
     doc: Doc = {
         "_id": ObjectId(),
         "queue": _choose(req.queue, spec.queue if spec else None, settings.default_queue),
@@ -126,8 +132,30 @@ def _run_at(req: EnqueueRequest, now: datetime) -> datetime:
     return now
 
 
-def _check_json(payload: dict[str, Any]) -> None:
+def check_payload(payload: dict[str, Any]) -> None:
+    """Raise PayloadError unless the payload is JSON-able and storable as a plain document
+    (PayloadTooLargeError when it is too large to store)."""
     try:
         json.dumps(payload, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidJobError(f"payload must be JSON-able: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"payload must be JSON-able: {exc}") from None
+    _check_storable(payload, 0)
+    if len(bson.encode(payload)) > MAX_PAYLOAD_BSON_BYTES:
+        raise PayloadTooLargeError("the payload is too large to store")
+
+
+def _check_storable(value: Any, depth: int) -> None:
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise PayloadError(f"payload is nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            # MongoDB reserves '$' prefixes and '.' in field names; NUL cannot be in BSON keys.
+            if key.startswith("$") or "." in key or "\x00" in key:
+                raise PayloadError("payload keys must not start with '$' or contain '.'")
+            _check_storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_storable(item, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            raise PayloadError("payload integers must fit in 64 bits")

@@ -28,13 +28,11 @@ Write concerns, decided per write (a killed server loses un-journaled writes of 
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument, WriteConcern
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
 
@@ -43,6 +41,7 @@ from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
 from queue_worker.errors import ConfigError
 from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
 from queue_worker.job import (
+    TERMINAL_STATES,
     CrashInfo,
     Job,
     JobState,
@@ -59,31 +58,13 @@ Doc = dict[str, Any]
 Clock = Callable[[], datetime]
 
 TTL_INDEX = "finished_ttl"
-
-
-def owner_id(pid: int | None = None) -> str:
-    """Return the lease owner name of a consumer process: host and pid."""
-    return f"{socket.gethostname()}:{pid or os.getpid()}"
-
-
-def connect(
-    settings: QueueSettings, *, app_name: str, max_pool_size: int = 10, timeout_ms: int = 5000
-) -> MongoClient[Doc]:
-    """Create a client for the settings' URI (tz-aware UTC datetimes); create it after forking."""
-    return MongoClient(
-        settings.mongodb_uri,
-        tz_aware=True,
-        tzinfo=UTC,
-        appname=app_name,
-        maxPoolSize=max_pool_size,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-    )
-
-
-def database(client: MongoClient[Doc], settings: QueueSettings) -> Database[Doc]:
-    """Return the queue's database on `client`."""
-    return client[settings.mongodb_database]
+BACKLOG = "jobs_backlog"
+JOBS = "jobs"
+DONE = "jobs_done"
+KEYS = "job_keys"
+PROMOTIONS = "job_promotions"
+IN_MOVE_ORDER = (BACKLOG, JOBS, DONE)
+"""Where a job can be, in the order it moves (reading in this order never misses one)."""
 
 
 class JobStore:
@@ -101,13 +82,12 @@ class JobStore:
         self.settings = settings
         self.registry = registry
         self.clock = clock
-        self.jobs: Collection[Doc] = db["jobs"]
-        self.backlog: Collection[Doc] = db["jobs_backlog"]
-        self.promotions: Collection[Doc] = db["job_promotions"]
-        self.done: Collection[Doc] = db["jobs_done"]
-        self.keys: Collection[Doc] = db["job_keys"]
-        # Where a job can be, in the order it moves (reading in this order never misses one).
-        self.in_move_order = (self.backlog, self.jobs, self.done)
+        self.jobs: Collection[Doc] = db[JOBS]
+        self.backlog: Collection[Doc] = db[BACKLOG]
+        self.promotions: Collection[Doc] = db[PROMOTIONS]
+        self.done: Collection[Doc] = db[DONE]
+        self.keys: Collection[Doc] = db[KEYS]
+        self.in_move_order = tuple(db[name] for name in IN_MOVE_ORDER)
         journaled = WriteConcern(w=1, j=True)
         self._jobs_j = self.jobs.with_options(write_concern=journaled)
         self._backlog_j = self.backlog.with_options(write_concern=journaled)
@@ -212,6 +192,25 @@ class JobStore:
     def _new_doc(self, req: EnqueueRequest, now: datetime) -> Doc:
         spec = self.registry.get(req.task) if self.registry is not None else None
         return new_job_doc(req, now, self.settings, spec)
+
+    # -- where jobs are ----------------------------------------------------------------------
+
+    def locations(self, state: JobState | None = None) -> tuple[Collection[Doc], ...]:
+        """Return the collections a job of `state` can be in, in the order jobs move (all of
+        them for None): pending in the backlog or `jobs`; running and dead in `jobs`; succeeded
+        and cancelled in `jobs` until archived, then in `jobs_done`."""
+        if state is None:
+            return self.in_move_order
+        if state is JobState.PENDING:
+            return (self.backlog, self.jobs)
+        if state in TERMINAL_STATES:
+            return (self.jobs, self.done)
+        return (self.jobs,)
+
+    @staticmethod
+    def due_filter(queues: Sequence[str] | None, now: datetime) -> Doc:
+        """Return the filter of jobs someone should be running now (lease.due_filter)."""
+        return lease.due_filter(None if queues is None else list(queues), now)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -321,11 +320,13 @@ class JobStore:
         *,
         retryable: bool = True,
         now: datetime | None = None,
+        min_delay_s: float = 0.0,
     ) -> JobState | None:
-        """Record a failed attempt: retry with backoff, or dead; None if the lease was lost."""
+        """Record a failed attempt: retry with backoff (at least `min_delay_s`), or dead; None
+        if the lease was lost."""
         return lease.fail(
             self._jobs_j, held, error, retryable=retryable, now=to_bson_time(now or self.clock()),
-            settings=self.settings,
+            settings=self.settings, min_delay_s=min_delay_s,
         )  # fmt: skip
 
     def release(
@@ -367,12 +368,4 @@ class JobStore:
         )
 
 
-__all__ = [
-    "KEY_HOLD_S",
-    "EnqueueRequest",
-    "JobStore",
-    "connect",
-    "database",
-    "owner_id",
-    "utcnow",
-]
+__all__ = ["KEY_HOLD_S", "EnqueueRequest", "JobStore", "utcnow"]

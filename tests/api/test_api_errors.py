@@ -13,8 +13,8 @@ from pymongo.database import Database
 
 from api.app import create_app
 from api.metrics import ApiMetrics
+from api.resources.accounts import client_ip
 from api.settings import ApiSettings
-from api.users import client_ip
 from queue_worker import JobStore, QueueSettings
 
 SECURITY_HEADERS = {

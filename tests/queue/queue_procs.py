@@ -5,8 +5,9 @@ from __future__ import annotations
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
+from queue_worker.connection import connect, database
 from queue_worker.settings import QueueSettings
-from queue_worker.store import JobStore, connect, database
+from queue_worker.store import JobStore
 
 
 def _store(uri: str, db_name: str, lease_s: float) -> JobStore:

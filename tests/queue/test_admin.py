@@ -14,7 +14,7 @@ from queue_worker import admin
 from queue_worker.errors import InvalidTransitionError, JobNotFoundError
 from queue_worker.job import Job, JobState
 from queue_worker.settings import QueueSettings
-from queue_worker.store import JobStore
+from queue_worker.store import BACKLOG, JobStore
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -199,6 +199,6 @@ def test_list_orders_by_creation_time_not_object_id(store: JobStore, db: Databas
     first = store.enqueue("t")
     second = store.enqueue("t")
     later = second.created_at + timedelta(seconds=1)
-    db["jobs_backlog"].update_one({"_id": ObjectId(first.id)}, {"$set": {"created_at": later}})
+    db[BACKLOG].update_one({"_id": ObjectId(first.id)}, {"$set": {"created_at": later}})
     listed = admin.list_jobs(store, state=JobState.PENDING)
     assert [job.id for job in listed] == [first.id, second.id]

@@ -13,7 +13,7 @@ from queue_helpers import FakeClock
 
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
-from queue_worker.store import TTL_INDEX, JobStore
+from queue_worker.store import DONE, JOBS, TTL_INDEX, JobStore
 
 
 def _succeeded_doc(store: JobStore, task: str = "t") -> dict[str, Any]:
@@ -88,9 +88,9 @@ def test_ensure_indexes_is_idempotent_and_follows_a_retention_change(
     JobStore(db, queue_settings).ensure_indexes()
     shorter = QueueSettings(mongodb_database=queue_settings.mongodb_database, retention_s=3600)
     JobStore(db, shorter).ensure_indexes()
-    assert db["jobs_done"].index_information()[TTL_INDEX]["expireAfterSeconds"] == 3600
-    assert "claim_order" in db["jobs"].index_information()
-    unique = db["jobs"].index_information()["idempotency_key_unique"]
+    assert db[DONE].index_information()[TTL_INDEX]["expireAfterSeconds"] == 3600
+    assert "claim_order" in db[JOBS].index_information()
+    unique = db[JOBS].index_information()["idempotency_key_unique"]
     assert unique["unique"] is True
 
 

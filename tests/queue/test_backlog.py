@@ -18,7 +18,7 @@ from queue_worker import admin
 from queue_worker.backlog import STALE_PROMOTION_S, supports_transactions
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
-from queue_worker.store import JobStore
+from queue_worker.store import BACKLOG, DONE, JOBS, JobStore
 
 
 def small_batches(db: Database[Any], settings: QueueSettings, clock: FakeClock) -> JobStore:
@@ -39,8 +39,8 @@ def test_new_jobs_wait_in_the_backlog_and_keyed_jobs_do_not(job_store: JobStore)
     """An unkeyed job is stored in the backlog; a keyed one goes straight to `jobs`."""
     plain = job_store.enqueue("t")
     keyed = job_store.enqueue("t", idempotency_key="k")
-    assert where(job_store, plain.id) == ["jobs_backlog"]
-    assert where(job_store, keyed.id) == ["jobs"]
+    assert where(job_store, plain.id) == [BACKLOG]
+    assert where(job_store, keyed.id) == [JOBS]
     assert job_store.get(plain.id) == plain
 
 
@@ -70,7 +70,7 @@ def test_delayed_jobs_stay_in_the_backlog_until_due(
     later = job_store.enqueue("t", delay_s=60)
     assert job_store.claim("w") is None
     assert job_store.promote() == 0
-    assert where(job_store, later.id) == ["jobs_backlog"]
+    assert where(job_store, later.id) == [BACKLOG]
     fake_clock.advance(60)
     held = job_store.claim("w")
     assert held is not None and held.job.id == later.id
@@ -82,7 +82,7 @@ def test_promotion_only_takes_the_claimers_queues(job_store: JobStore) -> None:
     other = job_store.enqueue("t", queue="other")
     held = job_store.claim("w", queues=["mail"])
     assert held is not None and held.job.id == mail.id
-    assert where(job_store, other.id) == ["jobs_backlog"]
+    assert where(job_store, other.id) == [BACKLOG]
 
 
 def test_concurrent_promoters_move_every_job_exactly_once(
@@ -140,7 +140,7 @@ def test_cancel_racing_promotion_leaves_each_job_in_one_place(
         thread.join(timeout=60)
     assert len(cancelled) == 20  # every one of them was pending, wherever it was
     for job in jobs:
-        expected = ["jobs_done"] if job.id in cancelled else ["jobs"]
+        expected = [DONE] if job.id in cancelled else [JOBS]
         assert where(store, job.id) == expected
     claimed = []
     while (held := store.claim("w")) is not None:
@@ -169,7 +169,7 @@ def test_a_cancelled_job_left_in_the_backlog_is_swept(job_store: JobStore) -> No
         {"$set": {"state": "cancelled", "finished_at": job.created_at + timedelta(seconds=1)}},
     )
     assert job_store.archive_finished() == 1
-    assert where(job_store, job.id) == ["jobs_done"]
+    assert where(job_store, job.id) == [DONE]
 
 
 def test_only_servers_with_transactions_are_accepted() -> None:
@@ -197,12 +197,12 @@ def test_a_batch_held_by_a_dead_promoter_delays_only_that_batch(
     session = dead.start_session()
     try:
         session.start_transaction()
-        held = list(dead[db.name].jobs_backlog.find({}, session=session).sort("priority", -1))[:5]
+        held = list(dead[db.name][BACKLOG].find({}, session=session).sort("priority", -1))[:5]
         dead[db.name].job_promotions.insert_one(
             {"_id": session.session_id["id"], "since": fake_clock.now}
         )
         dead[db.name].jobs.insert_many(held, session=session)
-        dead[db.name].jobs_backlog.delete_many(
+        dead[db.name][BACKLOG].delete_many(
             {"_id": {"$in": [d["_id"] for d in held]}}, session=session
         )
         before = metric("queue_promotions_total", result="conflict")

@@ -17,10 +17,11 @@ import queue_procs
 from pymongo.database import Database
 from queue_helpers import wait_until
 
+from queue_worker.connection import connect, database
 from queue_worker.consumer import Consumer
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
-from queue_worker.store import JobStore, connect, database
+from queue_worker.store import BACKLOG, JobStore
 from queue_worker.tasks import TaskRegistry
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -134,7 +135,7 @@ def test_journaled_enqueues_survive_a_killed_database_server(tmp_path: Path) -> 
         settings = QueueSettings(mongodb_uri=restarted.uri(), mongodb_database="durability")
         client = connect(settings, app_name="durability")
         db: Database[Any] = database(client, settings)
-        stored = db["jobs_backlog"].find({}, {"_id": 1})
+        stored = db[BACKLOG].find({}, {"_id": 1})
         assert sorted(str(d["_id"]) for d in stored) == sorted(ids)
         client.close()
     finally:

@@ -1,0 +1,44 @@
+"""How a process reaches the database, and how it names itself as a lease owner.
+
+Clients are not fork-safe: every process creates its own, after the fork (the supervisor's
+children, each gunicorn worker through api/wsgi.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from queue_worker.settings import QueueSettings
+
+Doc = dict[str, Any]
+
+
+def owner_id(pid: int | None = None) -> str:
+    """Return the lease owner name of a consumer process: host and pid."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+def connect(
+    settings: QueueSettings, *, app_name: str, max_pool_size: int = 10, timeout_ms: int = 5000
+) -> MongoClient[Doc]:
+    """Create a client for the settings' URI (tz-aware UTC datetimes); create it after forking."""
+    return MongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        tzinfo=UTC,
+        appname=app_name,
+        maxPoolSize=max_pool_size,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+    )
+
+
+def database(client: MongoClient[Doc], settings: QueueSettings) -> Database[Doc]:
+    """Return the queue's database on `client`."""
+    return client[settings.mongodb_database]
