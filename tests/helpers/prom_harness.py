@@ -25,9 +25,10 @@ DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "jobauth.json"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 INSTALL_HINT = "run scripts/install_prometheus.sh (as root) to install Debian's prometheus package"
-# The metrics catalogue (README): role -> the families its /metrics must export after the
-# end-to-end run's traffic. queue_jobs_cancelled_total is left out: cancels run in the operator
-# CLI (here: the test process), which nothing scrapes; the dashboard reads them from queue_depth.
+# The metrics catalogue (docs/operations.md): role -> the families its /metrics must export
+# after the end-to-end run's traffic. queue_jobs_cancelled_total is left out: cancels run in the
+# operator CLI (here: the test process), which nothing scrapes; the dashboard reads them from
+# queue_depth.
 PROCESS_TREE = [
     "process_cpu_seconds_total", "process_start_time_seconds", "process_resident_memory_bytes",
     "process_open_fds", "process_tree_processes",
@@ -37,7 +38,8 @@ CATALOGUE: dict[str, list[str]] = {
         "http_requests_total", "http_request_duration_seconds", "http_requests_in_flight",
         "auth_bcrypt_queue_length", "auth_bcrypt_seconds", "db_operation_errors_total",
         "auth_refresh_reuse_detected_total", "auth_login_failures_total",
-        "auth_rate_limited_total", "queue_jobs_enqueued_total", *PROCESS_TREE,
+        "auth_rate_limited_total", "queue_jobs_enqueued_total", "api_event_errors_total",
+        *PROCESS_TREE,
     ],
     "supervisor": [
         "supervisor_consumers_alive", "supervisor_consumers_desired", "supervisor_restarts_total",
