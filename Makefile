@@ -16,9 +16,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) scripts/devrun.py
 
-# The deploy tests run promtool and a real Prometheus: Debian's package, installed if missing.
+# The tests run promtool, Prometheus, nginx and Chromium: Debian packages, installed if missing.
 test: $(STAMP)
-	sh scripts/install_prometheus.sh
+	sh scripts/install_test_tools.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

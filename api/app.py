@@ -23,7 +23,7 @@ from pymongo.errors import PyMongoError
 from api.admission import Admission
 from api.auth.context import AuthContext
 from api.auth.events import AccountEvents
-from api.auth.limits import Action, Policy, RateLimits
+from api.auth.limits import Action, Backoff, Policy, RateLimits, Window
 from api.auth.passwords import HashPool, PasswordHasher
 from api.auth.session_store import SessionStore
 from api.auth.tokens import TokenCodec
@@ -63,13 +63,19 @@ def utcnow() -> datetime:
 
 
 def rate_limit_policies(settings: ApiSettings) -> dict[Action, Policy]:
-    """Return the limit and window of every rate-limited action, from the settings."""
+    """Return the policy of every rate-limited action, from the settings."""
     return {
-        Action.SIGNUP: Policy(settings.signup_max_per_ip, settings.signup_window_s),
-        Action.LOGIN_ACCOUNT: Policy(
-            settings.login_max_failures_per_account, settings.login_window_s
+        Action.SIGNUP: Window(settings.signup_max_per_ip, settings.signup_window_s),
+        Action.LOGIN_PAIR: Backoff(
+            free=settings.login_free_failures,
+            base_s=1.0,
+            cap_s=settings.login_backoff_cap_s,
+            forget_s=settings.login_account_window_s,
         ),
-        Action.LOGIN_IP: Policy(settings.login_max_failures_per_ip, settings.login_window_s),
+        Action.LOGIN_IP: Window(settings.login_max_failures_per_ip, settings.login_window_s),
+        Action.LOGIN_ACCOUNT: Window(
+            settings.login_max_failures_per_account, settings.login_account_window_s
+        ),
     }
 
 
@@ -115,7 +121,7 @@ def create_app(
         RequestIdMiddleware(),
         MetricsMiddleware(metrics),
         SecurityHeadersMiddleware(),
-        BodyMiddleware(settings.max_body_bytes),
+        BodyMiddleware(settings.max_body_bytes, settings.body_timeout_s),
         AuthMiddleware(auth),
     ]
     app: falcon.App[falcon.Request, falcon.Response] = falcon.App(middleware=middleware)
@@ -129,7 +135,7 @@ def create_app(
         ("/users/logout-all", LogoutResource(auth, everywhere=True)),
         ("/users/profile", ProfileResource()),
         ("/users/{user_id}", PublicUserResource(users, admission)),
-        ("/jobs", JobsResource(job_store, settings.submittable_tasks, admission)),
+        ("/jobs", JobsResource(job_store, settings, admission)),
         ("/jobs/{job_id}", JobResource(job_store, admission)),
         ("/healthz", HealthResource()),
         ("/readyz", ReadyResource(db, settings.ready_timeout_s, metrics)),

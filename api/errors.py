@@ -6,6 +6,7 @@
     ├── NotFound              404 unknown route, malformed or unknown id, someone else's job
     ├── MethodNotAllowed      405
     ├── Conflict              409 the email is taken
+    ├── RequestTimeout        408 the body did not arrive within its deadline
     ├── PayloadTooLarge       413 body over the limit (Content-Length or chunked)
     ├── UnsupportedMediaType  415 a body that is not application/json
     ├── ValidationFailed      422 well-formed JSON with wrong types, unknown or missing fields
@@ -63,6 +64,10 @@ class Conflict(ApiError):
     status, code, message = 409, "conflict", "The request conflicts with existing data."
 
 
+class RequestTimeout(ApiError):
+    status, code, message = 408, "request_timeout", "The request body did not arrive in time."
+
+
 class PayloadTooLarge(ApiError):
     status, code, message = 413, "payload_too_large", "The request body is too large."
 
@@ -94,6 +99,7 @@ class ServiceUnavailable(ApiError):
 
 _FALCON_STATUS_TO_ERROR: dict[int, type[ApiError]] = {
     400: BadRequest,
+    408: RequestTimeout,
     404: NotFound,
     405: MethodNotAllowed,
     413: PayloadTooLarge,
@@ -132,6 +138,9 @@ def render_error(resp: falcon.Response, error: ApiError, request_id: str) -> Non
         resp.set_header("WWW-Authenticate", 'Bearer realm="api"')
     if isinstance(error, MethodNotAllowed):
         resp.set_header("Allow", "")
+    if error.code in ("request_timeout", "malformed_body"):
+        # The body was not read to its end: the connection cannot carry another request.
+        resp.set_header("Connection", "close")
 
 
 def handle_error(req: falcon.Request, resp: falcon.Response, exc: BaseException, _: Any) -> None:

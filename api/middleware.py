@@ -10,13 +10,21 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import falcon
+from gunicorn.http.errors import ParseException  # type: ignore[import-untyped]
 
 from api.auth.authenticate import authenticate
 from api.auth.context import AuthContext
-from api.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from api.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from api.metrics import ApiMetrics
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -99,11 +107,15 @@ class BodyMiddleware:
     """Read the request body up front, at most `max_bytes` (413), and only as JSON (415).
 
     A chunked body has no Content-Length, so it is read in pieces and refused as soon as it
-    passes the limit; the rest is never buffered.
+    passes the limit; the rest is never buffered. The whole body must arrive within
+    `timeout_s` (one deadline per request, not per byte: a client trickling a byte every few
+    seconds is cut off with 408 and the connection closed). A body the server cannot parse (a
+    malformed chunk size, a client gone mid-body) is the client's error: 400, no traceback.
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, timeout_s: float = 10.0) -> None:
         self._max_bytes = max_bytes
+        self._timeout_s = timeout_s
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.body = b""
@@ -117,7 +129,14 @@ class BodyMiddleware:
             return
         if length:
             self._require_json(req)
-        body = self._read(req.stream, length)
+        try:
+            with body_deadline(self._timeout_s):
+                body = self._read(req.stream, length)
+        except BodyTimeout:
+            raise RequestTimeout() from None
+        except (ParseException, OSError):
+            # gunicorn's body parser (a bad chunk, a missing terminator) or a vanished client.
+            raise BadRequest("The request body could not be read.", code="malformed_body") from None
         if body:
             self._require_json(req)
         req.context.body = body
@@ -142,6 +161,23 @@ class BodyMiddleware:
         media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
         if media_type != falcon.MEDIA_JSON:
             raise UnsupportedMediaType()
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive within its deadline."""
+
+
+def body_deadline(timeout_s: float) -> AbstractContextManager[object]:
+    """Return a deadline for reading a body: a gevent Timeout in a gevent worker (where a slow
+    client would otherwise hold its greenlet for as long as it likes), nothing elsewhere."""
+    from gevent import monkey  # type: ignore[import-untyped]
+
+    if monkey.is_module_patched("socket"):
+        from gevent import Timeout
+
+        timeout: AbstractContextManager[object] = Timeout(timeout_s, BodyTimeout)
+        return timeout
+    return nullcontext()
 
 
 class AuthMiddleware:

@@ -28,6 +28,7 @@ _ERROR_DESCRIPTIONS = {
     400: "Malformed request",
     401: "Missing, invalid, expired or revoked token",
     404: "Not found",
+    408: "The body did not arrive in time",
     409: "Conflict",
     413: "Body too large",
     415: "Body is not application/json",

@@ -8,7 +8,7 @@ Every integer and string is bounded: unbounded values reach BSON as errors, not 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import falcon
 import msgspec
@@ -39,7 +39,11 @@ Token = Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of request bodies: unknown fields are an error, not silently ignored."""
+    """Base of request bodies: unknown fields are an error, not silently ignored.
+
+    `FREE_FORM` names fields whose values are the client's own data, passed on unchanged."""
+
+    FREE_FORM: ClassVar[frozenset[str]] = frozenset()
 
 
 class SignupRequest(Strict):
@@ -59,6 +63,8 @@ class RefreshRequest(Strict):
 
 
 class JobRequest(Strict):
+    FREE_FORM = frozenset({"payload"})
+
     task: TaskName
     payload: dict[str, Any] = {}
     priority: Priority | None = None
@@ -124,11 +130,20 @@ _encoder = msgspec.json.Encoder()
 
 
 def decode(body: bytes, model: type[T]) -> T:
-    """Decode a JSON body strictly into `model`; raise BadRequest or ValidationFailed."""
+    """Decode a JSON body strictly into `model`; raise BadRequest or ValidationFailed.
+
+    Strict, but as JSON Schema reads `integer`: a number with no fractional part (888.0, 1e3)
+    is an integer. Strings are never numbers, and free-form fields are passed on unchanged."""
     if not body:
         raise BadRequest("A JSON body is required.", code="missing_body")
     try:
-        return msgspec.json.decode(body, type=model)
+        try:
+            return msgspec.json.decode(body, type=model)
+        except msgspec.ValidationError:
+            # The slow path only for bodies the fast one refused: integral floats become ints.
+            raw = msgspec.json.decode(body)
+            free_form: frozenset[str] = getattr(model, "FREE_FORM", frozenset())
+            return msgspec.convert(_integral(raw, free_form), type=model, strict=True)
     except msgspec.ValidationError as exc:
         raise ValidationFailed(str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError):
@@ -138,6 +153,18 @@ def decode(body: bytes, model: type[T]) -> T:
         # Free-form fields (a job's payload) recurse per nesting level; a small body of
         # thousands of brackets reaches the interpreter's limit before any schema check.
         raise ValidationFailed("The body is nested too deeply.", code="nested_too_deeply") from None
+
+
+def _integral(value: Any, free_form: frozenset[str] = frozenset()) -> Any:
+    """Return `value` with every float that has no fractional part made an int, except inside
+    the top-level fields named in `free_form`."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: v if k in free_form else _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
 
 
 def send(resp: falcon.Response, body: msgspec.Struct, status: int = 200) -> None:

@@ -21,6 +21,7 @@ from runtime import metrics_dir
 from runtime.env import Option, SettingsError
 
 _cores = os.cpu_count() or 1
+DIRECT_CLIENT_CONNECTIONS = 50
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,19 @@ class ApiSettings:
     hash_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     hash_niceness: int = 10
     max_body_bytes: int = 64 * 1024
+    body_timeout_s: int = 10
     login_window_s: int = 900
-    login_max_failures_per_account: int = 10
     login_max_failures_per_ip: int = 100
+    login_free_failures: int = 5
+    login_backoff_cap_s: int = 900
+    login_max_failures_per_account: int = 100
+    login_account_window_s: int = 86400
     signup_window_s: int = 3600
     signup_max_per_ip: int = 20
-    submittable_tasks: frozenset[str] = frozenset({"bench.noop", "bench.sleep"})
+    # Tasks clients may submit through POST /jobs: none unless a deployment names them.
+    submittable_tasks: frozenset[str] = frozenset()
+    max_client_priority: int = 0
+    max_active_jobs_per_user: int = 100
     ready_timeout_s: float = 1.0
     db_timeout_ms: int = 2000
     db_pool_size: int = 50
@@ -88,6 +96,10 @@ def _task_set(raw: str) -> frozenset[str]:
 
 
 _int = envspec.integer
+# Read by the app (the client's address) and by the server (limits per client address).
+TRUSTED_PROXY_HOPS: Option[int] = Option(
+    "API_TRUSTED_PROXY_HOPS", "trusted_proxy_hops", _int(0, 10), "proxies in front"
+)
 OPTIONS: tuple[Option[Any], ...] = (
     Option("API_JWT_KEYS", "jwt_keys", parse_keyring, "kid:base64secret,...", secret=True),
     Option("API_JWT_ACTIVE_KID", "jwt_active_kid", envspec.text, "kid that signs new tokens"),
@@ -102,27 +114,53 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("API_HASH_THREADS", "hash_threads", _int(1, 256), "bcrypt threads per worker"),
     Option("API_HASH_NICENESS", "hash_niceness", _int(0, 19), "nice value of those threads"),
     Option("API_MAX_BODY_BYTES", "max_body_bytes", _int(1024, 16 << 20), "larger bodies: 413"),
-    Option("API_LOGIN_WINDOW_S", "login_window_s", _int(1, 86400), "failed-login window"),
-    Option(
-        "API_LOGIN_MAX_FAILURES_PER_ACCOUNT",
-        "login_max_failures_per_account",
-        _int(1, 10**6),
-        "failed logins per account per window",
-    ),
+    Option("API_BODY_TIMEOUT_S", "body_timeout_s", _int(1, 3600), "whole-body deadline: 408"),
+    Option("API_LOGIN_WINDOW_S", "login_window_s", _int(1, 86400), "per-address window"),
     Option(
         "API_LOGIN_MAX_FAILURES_PER_IP",
         "login_max_failures_per_ip",
         _int(1, 10**6),
         "failed logins per client address per window",
     ),
+    Option(
+        "API_LOGIN_FREE_FAILURES",
+        "login_free_failures",
+        _int(1, 1000),
+        "failures of one account from one address before delays start",
+    ),
+    Option("API_LOGIN_BACKOFF_CAP_S", "login_backoff_cap_s", _int(1, 86400), "longest delay"),
+    Option(
+        "API_LOGIN_MAX_FAILURES_PER_ACCOUNT",
+        "login_max_failures_per_account",
+        _int(1, 10**6),
+        "consecutive failures of one account before only its known networks may try",
+    ),
+    Option(
+        "API_LOGIN_ACCOUNT_WINDOW_S",
+        "login_account_window_s",
+        _int(60, 30 * 86400),
+        "how long an account's failures count",
+    ),
     Option("API_SIGNUP_WINDOW_S", "signup_window_s", _int(1, 86400), "sign-up window"),
     Option("API_SIGNUP_MAX_PER_IP", "signup_max_per_ip", _int(1, 10**6), "sign-ups per window"),
     Option("API_SUBMITTABLE_TASKS", "submittable_tasks", _task_set, "tasks clients may submit"),
+    Option(
+        "API_MAX_CLIENT_PRIORITY",
+        "max_client_priority",
+        _int(-1000, 1000),
+        "highest priority a client may give its job",
+    ),
+    Option(
+        "API_MAX_ACTIVE_JOBS_PER_USER",
+        "max_active_jobs_per_user",
+        _int(1, 10**6),
+        "pending and running jobs one user may have",
+    ),
     Option("API_READY_TIMEOUT_MS", "ready_timeout_ms", _int(10, 60000), "/readyz deadline"),
     Option("API_DB_TIMEOUT_MS", "db_timeout_ms", _int(10, 600000), "database deadline"),
     Option("API_DB_POOL_SIZE", "db_pool_size", _int(1, 10000), "connections per worker"),
     Option("API_DB_MAX_IN_FLIGHT", "db_max_in_flight", _int(1, 10000), "operations at once"),
-    Option("API_TRUSTED_PROXY_HOPS", "trusted_proxy_hops", _int(0, 10), "proxies in front"),
+    TRUSTED_PROXY_HOPS,
 )
 
 
@@ -139,11 +177,18 @@ class ServerSettings:
     max_requests: int = 0
     access_log: str | None = None
     control_socket: str = ""
+    # Connections one worker takes from one client address (0: no limit). Behind a proxy every
+    # connection comes from the proxy, which limits per client itself: then it defaults to 0.
+    max_connections_per_client: int = DIRECT_CLIENT_CONNECTIONS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
         """Build the server settings from environment variables; raise SettingsError."""
-        return cls(**envspec.read(SERVER_OPTIONS, env))
+        values = envspec.read(SERVER_OPTIONS, env)
+        if "max_connections_per_client" not in values:
+            behind_proxy = envspec.read([TRUSTED_PROXY_HOPS], env).get("trusted_proxy_hops", 0)
+            values["max_connections_per_client"] = 0 if behind_proxy else DIRECT_CLIENT_CONNECTIONS
+        return cls(**values)
 
 
 SERVER_OPTIONS: tuple[Option[Any], ...] = (
@@ -156,4 +201,10 @@ SERVER_OPTIONS: tuple[Option[Any], ...] = (
     Option("API_MAX_REQUESTS", "max_requests", _int(0, 10**9), "recycle after N requests"),
     Option("API_ACCESS_LOG", "access_log", envspec.text, "- or a path"),
     Option("API_CONTROL_SOCKET", "control_socket", envspec.text, "control socket path"),
+    Option(
+        "API_MAX_CONNECTIONS_PER_CLIENT",
+        "max_connections_per_client",
+        _int(0, 100000),
+        "connections per worker from one client address",
+    ),
 )

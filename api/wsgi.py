@@ -27,6 +27,7 @@ from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings
 from queue_worker.builtin import load_tasks
+from runtime.env import SettingsError
 
 App = falcon.App[falcon.Request, falcon.Response]
 
@@ -55,6 +56,12 @@ def build(env: Mapping[str, str]) -> LazyApp:
     queue_settings = QueueSettings.from_env(env)
     # The tasks' declared defaults (queue, timeout, attempts) apply to the jobs the API enqueues.
     registry = load_tasks(queue_settings)
+    unknown = sorted(settings.submittable_tasks - set(registry.names()))
+    if unknown:
+        raise SettingsError(
+            f"API_SUBMITTABLE_TASKS names tasks no loaded task module registers: {unknown} "
+            "(check QUEUE_TASK_MODULES, and QUEUE_ENABLE_BENCH_TASKS for bench.*)"
+        )
 
     def factory() -> App:
         # In the worker, after gevent's patching: pymongo's pool must not yield inside its lock.

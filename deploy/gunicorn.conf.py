@@ -5,7 +5,8 @@ per-worker thread pool so it never blocks a worker's event loop. Everything here
 from the environment:
 
 API_BIND, API_WORKERS, API_WORKER_CONNECTIONS, API_TIMEOUT_S, API_GRACEFUL_TIMEOUT_S,
-API_KEEPALIVE_S, API_MAX_REQUESTS, API_ACCESS_LOG, API_CONTROL_SOCKET: parsed by
+API_KEEPALIVE_S, API_MAX_REQUESTS, API_ACCESS_LOG, API_CONTROL_SOCKET,
+API_MAX_CONNECTIONS_PER_CLIENT: parsed by
 `api.settings.ServerSettings` (the table there holds defaults and bounds), and
 PROMETHEUS_MULTIPROC_DIR (a fresh temporary directory when unset).
 
@@ -20,17 +21,21 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from api.server import ApiWorker
 from api.settings import ServerSettings
 from runtime import metrics_dir
 
 # The master parses the API_* server variables through the API's own table (SettingsError on a
 # bad value).
 _server = ServerSettings.from_env(os.environ)
+ApiWorker.configure(_server)
 _created_dirs: list[str] = []
 
 bind = _server.bind
 workers = _server.workers
-worker_class = "gevent"
+# gevent's worker, with a connection limit per client address and short idle keep-alives
+# under pressure (api/server.py).
+worker_class = "api.server.ApiWorker"
 worker_connections = _server.worker_connections
 timeout = _server.timeout_s
 graceful_timeout = _server.graceful_timeout_s

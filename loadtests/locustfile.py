@@ -41,7 +41,7 @@ class ApiUser(FastHttpUser):
     wait_time = between(0.5, 1.5)
 
     def on_start(self) -> None:
-        self.email = f"load-{uuid.uuid4().hex}@example.test"
+        self.email = f"load-{uuid.uuid4().hex}@example.com"
         self.password = f"Lt-{uuid.uuid4().hex}"
         self.access_token: str | None = None
         self.refresh_token: str | None = None

@@ -43,6 +43,7 @@ def api_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "API_JWT_KEYS": f"load:{random_secret()}",
         "API_PASSWORD_PEPPER": random_secret(),
         "QUEUE_ENABLE_BENCH_TASKS": "1",
+        "API_SUBMITTABLE_TASKS": "bench.noop,bench.sleep",
         # All load comes from one loopback address: per-IP limits (there against one abusive
         # client) would measure the limiter, not the service.
         "API_SIGNUP_MAX_PER_IP": "1000000",

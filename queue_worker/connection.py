@@ -27,7 +27,11 @@ def owner_id(pid: int | None = None) -> str:
 def connect(
     settings: QueueSettings, *, app_name: str, max_pool_size: int = 10, timeout_ms: int = 5000
 ) -> MongoClient[Doc]:
-    """Create a client for the settings' URI (tz-aware UTC datetimes); create it after forking."""
+    """Create a client for the settings' URI (tz-aware UTC datetimes); create it after forking.
+
+    Every operation has a deadline (`timeoutMS` = QUEUE_DB_TIMEOUT_S, pymongo's client-side
+    operation timeout: server selection, connection checkout and the command itself): a stalled
+    database makes an operation fail, never hang, so a consumer's loop always comes back."""
     return MongoClient(
         settings.mongodb_uri,
         tz_aware=True,
@@ -36,6 +40,7 @@ def connect(
         maxPoolSize=max_pool_size,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        timeoutMS=int(settings.db_timeout_s * 1000),
     )
 
 

@@ -35,6 +35,7 @@ class QueueSettings:
     poison_crashes: int = 3
     concurrency: int = 4
     promote_batch: int = 32  # jobs moved from the backlog into `jobs` at a time (backlog.py)
+    db_timeout_s: float = 10.0  # every queue operation's deadline (connection.connect)
     task_modules: tuple[str, ...] = DEFAULT_TASK_MODULES
     enable_bench_tasks: bool = False
 
@@ -92,6 +93,7 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("QUEUE_POISON_CRASHES", "poison_crashes", _count(1), "crashes before poison"),
     Option("QUEUE_CONCURRENCY", "concurrency", _count(1), "jobs per consumer process"),
     Option("QUEUE_PROMOTE_BATCH", "promote_batch", _count(1), "backlog promotion batch"),
+    Option("QUEUE_DB_TIMEOUT_S", "db_timeout_s", _seconds(0.1), "database operation deadline"),
     Option("QUEUE_TASK_MODULES", "task_modules", envspec.names, "task modules to load"),
     Option("QUEUE_ENABLE_BENCH_TASKS", "enable_bench_tasks", envspec.flag, "bench.* tasks"),
 )

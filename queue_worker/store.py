@@ -131,6 +131,13 @@ class JobStore:
             name="promote_order",
         )
         self.done.create_index([("queue", ASCENDING), ("state", ASCENDING)], name="queue_state")
+        for collection in self.locations(JobState.PENDING):
+            # Per-submitter counts (the API's limit on a user's active jobs).
+            collection.create_index(
+                [("submitted_by", ASCENDING), ("state", ASCENDING)],
+                name="submitter_state",
+                partialFilterExpression={"submitted_by": {"$type": "string"}},
+            )
         for collection in (self.done, self.keys):
             self._ensure_ttl(collection)
 
@@ -206,6 +213,19 @@ class JobStore:
         if state in TERMINAL_STATES:
             return (self.jobs, self.done)
         return (self.jobs,)
+
+    def count_active(self, submitted_by: str, *, limit: int) -> int:
+        """Count one submitter's pending and running jobs, stopping at `limit`."""
+        flt = {
+            "submitted_by": submitted_by,
+            "state": {"$in": [JobState.PENDING.value, JobState.RUNNING.value]},
+        }
+        total = 0
+        for collection in self.locations(JobState.PENDING):
+            total += collection.count_documents(flt, limit=max(1, limit - total))
+            if total >= limit:
+                break
+        return total
 
     @staticmethod
     def due_filter(queues: Sequence[str] | None, now: datetime) -> Doc:

@@ -36,8 +36,9 @@ def main() -> int:
     env.setdefault("PYTHONPATH", str(ROOT))
     env.setdefault("API_BIND", "127.0.0.1:8000")
     env.setdefault("SUPERVISOR_METRICS_PORT", "9100")
-    # The API's default submittable tasks are the bench tasks; let local consumers run them.
+    # A development system: clients may submit the bench tasks, and local consumers run them.
     env.setdefault("QUEUE_ENABLE_BENCH_TASKS", "1")
+    env.setdefault("API_SUBMITTABLE_TASKS", "bench.noop,bench.sleep")
 
     stop_requested = localdb.catch_stop_signals()
 

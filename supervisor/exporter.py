@@ -14,6 +14,7 @@ import signal
 import time
 from datetime import UTC, datetime
 
+import pymongo
 import setproctitle
 from prometheus_client import CollectorRegistry, start_http_server
 from pymongo.errors import PyMongoError
@@ -30,13 +31,17 @@ from supervisor.settings import SupervisorSettings
 
 log = logging.getLogger("supervisor.exporter")
 LOOP_S = 0.5
+STATS_TIMEOUT_S = 2.0
 
 
 def read_queue_stats(store: JobStore) -> QueueStats:
     """Read depth per (queue, state) and the oldest due job's age per queue, now; a driver
     error (the database did not answer) is StatsUnavailable."""
     try:
-        raw = admin.stats(store, datetime.now(UTC))
+        # Well inside a scrape's timeout: an unreachable database is reported as
+        # queue_stats_up 0 by this scrape, not as a failed scrape.
+        with pymongo.timeout(STATS_TIMEOUT_S):
+            raw = admin.stats(store, datetime.now(UTC))
     except PyMongoError as exc:
         raise StatsUnavailable(type(exc).__name__) from exc
     depth = {

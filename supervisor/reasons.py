@@ -4,7 +4,8 @@
     Retiring       why the master asked one child to stop: RELOAD, SCALE, SHUTDOWN
     DeathCause     how the master judges a consumer's abnormal end, and so what its reaper
                    records on the jobs it held: CRASH and HANG blame them (crashes += 1, poison
-                   after QUEUE_POISON_CRASHES); SHUTDOWN and DB_STALL release without blame
+                   after QUEUE_POISON_CRASHES); SHUTDOWN releases without blame. A consumer
+                   waiting on the database is never judged hung (outage.py)
     RestartReason  the `reason` label of supervisor_restarts_total: why a consumer was replaced
 
 `ChildExit` is how a child ended (its wait status decoded) and the cause the master judged.
@@ -33,8 +34,7 @@ class Retiring(StrEnum):
 
 class DeathCause(StrEnum):
     CRASH = "crash"  # died of a signal or an unexpected exit code
-    HANG = "hang"  # stopped reporting liveness while running its loop; the master killed it
-    DB_STALL = "db_stall"  # stopped reporting while waiting on the database; killed, not blamed
+    HANG = "hang"  # stopped reporting liveness outside the database (outage.py); killed
     SHUTDOWN = "shutdown"  # asked to stop and did not release everything itself
 
     @property
@@ -46,7 +46,6 @@ class DeathCause(StrEnum):
 class RestartReason(StrEnum):
     CRASH = "crash"
     HANG = "hang"
-    DB_STALL = "db_stall"
     TIMEOUT = "timeout"
     RECYCLE_JOBS = "recycle_jobs"
     RECYCLE_MEMORY = "recycle_memory"

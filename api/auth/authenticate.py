@@ -8,7 +8,7 @@ read anyway) → refuse if the user is gone, the token's version is older than t
 from __future__ import annotations
 
 from api.auth.context import AuthContext, Principal
-from api.auth.user_store import parse_user_id
+from api.auth.user_store import parse_user_id, session_revoked
 from api.errors import Unauthorized
 
 
@@ -23,7 +23,7 @@ def authenticate(ctx: AuthContext, access_token: str) -> Principal:
     if (
         user is None
         or int(user.get("token_version", 0)) != claims.ver
-        or claims.sid in user.get("revoked_sids", ())
+        or session_revoked(user, claims.sid)
     ):
         raise Unauthorized("The token has been revoked.", code="token_revoked")
     return Principal(claims=claims, user_id=user_id, user=user)

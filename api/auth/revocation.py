@@ -1,7 +1,7 @@
 """Ending sessions: a token family and its access tokens end together, in one transaction.
 
 A session's refresh token lives in its `sessions` document; its access tokens are refused
-through the user document (`revoked_sids`, or `token_version` for all of them). Ending a session
+through the user document (`revoked_sessions`, or `token_version` for all of them). Ending a session
 changes both. Written one after the other, a failure in between (a 503, a crash) could leave the
 family ended but its access tokens valid for the rest of their lifetime; so both writes run in
 one transaction (the queue already requires a replica set): either both apply or neither, and a
@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo.client_session import ClientSession
@@ -33,9 +33,13 @@ def end_session(
 ) -> None:
     """End one session: its refresh token and every access token issued in it."""
 
+    # Its access tokens were issued at `now` at the latest; they are accepted until their expiry
+    # plus the clock-skew leeway, and refused until then.
+    until = now + timedelta(seconds=ctx.settings.access_ttl_s + ctx.settings.jwt_leeway_s)
+
     def both(session: ClientSession) -> None:
         ctx.sessions.revoke(sid, reason=reason, now=now, session=session)
-        ctx.users.revoke_session_access(user_id, sid, session=session)
+        ctx.users.revoke_session_access(user_id, sid, until=until, now=now, session=session)
 
     with ctx.admission.operation("sessions.end"):
         _in_transaction(ctx, both)

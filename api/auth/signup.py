@@ -1,27 +1,30 @@
 """Sign-up: create an account and start its first session.
 
-validate (address, name, password policy) → count against the client address (before the hash:
-only attempts that cost bcrypt use up the budget, a taken email included) → hash → insert (the
-unique index decides races) → enqueue the welcome mail → start a session.
+validate (the address's normal form, addresses.py; name; password policy) → count against the
+client address (before the hash: only attempts that cost bcrypt use up the budget, a taken
+email included) → hash → insert (the unique index decides races) → enqueue the welcome mail →
+start a session.
 """
 
 from __future__ import annotations
 
+from api.auth.addresses import InvalidAddress, normalize_email
 from api.auth.context import AuthContext, TokenPair
 from api.auth.issue import start_session
 from api.auth.limits import Action
+from api.auth.networks import network_digest
 from api.auth.passwords import check_policy
-from api.auth.user_store import normalize_email
 from api.errors import RateLimited, ValidationFailed
 from api.schemas import SignupRequest
 
 
 def signup(ctx: AuthContext, body: SignupRequest, *, ip: str) -> TokenPair:
     """Create an account and return its first token pair (rate-limited per client address)."""
-    email = normalize_email(body.email)
+    try:
+        email = normalize_email(body.email)
+    except InvalidAddress as exc:
+        raise ValidationFailed(str(exc), code="invalid_email") from None
     name = body.name.strip()
-    if email is None:
-        raise ValidationFailed("The email address is not valid.", code="invalid_email")
     if not name:
         raise ValidationFailed("The name must not be blank.", code="invalid_name")
     check_policy(body.password)
@@ -35,7 +38,12 @@ def signup(ctx: AuthContext, body: SignupRequest, *, ip: str) -> TokenPair:
     password_hash = ctx.hasher.hash(body.password)
     with ctx.admission.operation("users.insert"):
         user_id = ctx.users.create(
-            name=name, email=email, age=body.age, password_hash=password_hash, now=now
+            name=name,
+            email=email,
+            age=body.age,
+            password_hash=password_hash,
+            network=network_digest(ctx.settings.password_pepper, ip),
+            now=now,
         )
     ctx.events.welcome(user_id, email, name)
     pair, _ = start_session(ctx, user_id, version=0, now=now)

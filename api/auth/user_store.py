@@ -1,17 +1,19 @@
 """User accounts in the `users` collection: the only module that reads or writes it.
 
-    {_id: ObjectId, email (normalised, unique), name, age, password_hash, created_at,
-     token_version, revoked_sids, welcome_enqueued}
+    {_id: ObjectId, email (normal form, unique), name, age, password_hash, created_at,
+     token_version, revoked_sessions: [{sid, until}], known_networks: [{net, seen}],
+     welcome_enqueued}
 
 `token_version` is copied into every access token: logout-all increments it, so every access
-token issued before is refused at once. `revoked_sids` lists the last sessions ended by logout
-or reuse detection, so their access tokens stop too. Both come back in the one read that
+token issued before is refused at once. `revoked_sessions` holds each session ended by logout
+or reuse detection until its last access token has expired (`until`), however many sessions
+end in between; expired entries are dropped by the next revocation, so the list is bounded by
+the sessions one user ends within one access-token lifetime. Both come back in the one read that
 authenticates a request (the profile route needs that read anyway).
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -23,27 +25,18 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from api.auth.networks import REMEMBERED
 from api.errors import Conflict
 
 COLLECTION = "users"
-REVOKED_SIDS_KEPT = 100
 AUTH_FIELDS = {
     "name": 1,
     "email": 1,
     "age": 1,
     "created_at": 1,
     "token_version": 1,
-    "revoked_sids": 1,
+    "revoked_sessions": 1,
 }
-
-
-_EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
-
-
-def normalize_email(raw: str) -> str | None:
-    """Return the trimmed, lower-cased address, or None when it is not a plausible email."""
-    email = raw.strip().lower()
-    return email if len(email) <= 254 and _EMAIL_RE.match(email) else None
 
 
 def parse_user_id(value: str) -> ObjectId | None:
@@ -69,9 +62,17 @@ class UserStore:
         self._indexed = True
 
     def create(
-        self, *, name: str, email: str, age: int | None, password_hash: str, now: datetime
+        self,
+        *,
+        name: str,
+        email: str,
+        age: int | None,
+        password_hash: str,
+        network: str,
+        now: datetime,
     ) -> ObjectId:
-        """Insert a new account and return its id; raise Conflict if the email is taken."""
+        """Insert a new account, signed up from the network `network` (a digest, networks.py);
+        return its id; raise Conflict if the email is taken."""
         if not self._indexed:
             # Uniqueness rests on this index: never insert without it (start may have failed).
             self.ensure_indexes()
@@ -82,7 +83,8 @@ class UserStore:
             "password_hash": password_hash,
             "created_at": now,
             "token_version": 0,
-            "revoked_sids": [],
+            "revoked_sessions": [],
+            "known_networks": [{"net": network, "seen": now}],
             "welcome_enqueued": False,
         }
         try:
@@ -93,12 +95,48 @@ class UserStore:
         return user_id
 
     def find_for_login(self, email: str) -> dict[str, Any] | None:
-        """Return the fields a login needs (id, hash, token version, welcome flag)."""
+        """Return the fields a login needs (id, hash, token version, welcome flag, networks)."""
         doc: dict[str, Any] | None = self._users.find_one(
             {"email": email},
-            {"password_hash": 1, "token_version": 1, "welcome_enqueued": 1, "name": 1},
+            {
+                "password_hash": 1,
+                "token_version": 1,
+                "welcome_enqueued": 1,
+                "name": 1,
+                "known_networks": 1,
+            },
         )
         return doc
+
+    def remember_network(self, user_id: ObjectId, digest: str, *, now: datetime) -> None:
+        """Record a login from the network `digest` (networks.py): most recent first, at most
+        networks.REMEMBERED kept."""
+        self._users.update_one(
+            {"_id": user_id},
+            [
+                {
+                    "$set": {
+                        "known_networks": {
+                            "$slice": [
+                                {
+                                    "$concatArrays": [
+                                        [{"net": {"$literal": digest}, "seen": now}],
+                                        {
+                                            "$filter": {
+                                                "input": {"$ifNull": ["$known_networks", []]},
+                                                "as": "n",
+                                                "cond": {"$ne": ["$$n.net", digest]},
+                                            }
+                                        },
+                                    ]
+                                },
+                                REMEMBERED,
+                            ]
+                        }
+                    }
+                }
+            ],
+        )
 
     def find_for_auth(self, user_id: ObjectId) -> dict[str, Any] | None:
         """Return the profile fields plus what token checks need, in one read."""
@@ -129,15 +167,35 @@ class UserStore:
         return 0 if doc is None else int(doc["token_version"])
 
     def revoke_session_access(
-        self, user_id: ObjectId, sid: str, *, session: ClientSession | None = None
+        self,
+        user_id: ObjectId,
+        sid: str,
+        *,
+        until: datetime,
+        now: datetime,
+        session: ClientSession | None = None,
     ) -> None:
-        """Refuse the access tokens of session `sid` from now on."""
+        """Refuse the access tokens of session `sid` until `until` (when the last of them has
+        expired); entries whose time has passed are dropped in the same write."""
+        still_needed = {
+            "$filter": {
+                "input": {"$ifNull": ["$revoked_sessions", []]},
+                "as": "entry",
+                "cond": {"$gt": ["$$entry.until", now]},
+            }
+        }
+        entry = {"sid": {"$literal": sid}, "until": until}
         self._users.update_one(
-            {"_id": user_id, "revoked_sids": {"$ne": sid}},
-            {"$push": {"revoked_sids": {"$each": [sid], "$slice": -REVOKED_SIDS_KEPT}}},
+            {"_id": user_id, "revoked_sessions.sid": {"$ne": sid}},
+            [{"$set": {"revoked_sessions": {"$concatArrays": [still_needed, [entry]]}}}],
             session=session,
         )
 
     def mark_welcome_enqueued(self, user_id: ObjectId) -> None:
         """Record that the user.created job is in the queue."""
         self._users.update_one({"_id": user_id}, {"$set": {"welcome_enqueued": True}})
+
+
+def session_revoked(user: dict[str, Any], sid: str) -> bool:
+    """Return True if the user document refuses the access tokens of session `sid`."""
+    return any(entry.get("sid") == sid for entry in user.get("revoked_sessions", ()))

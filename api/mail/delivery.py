@@ -15,6 +15,7 @@ drop the duplicate; the outbox file is named by the job id, so a re-run overwrit
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import smtplib
@@ -24,8 +25,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from api.mail.settings import MailSettings
-from queue_worker.errors import NonRetryableError
+from queue_worker.errors import NonRetryableError, RetryAfter
 
+# Errors of the outbox's disk, not of the message: wait for the operator, retry later.
+OUTAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+OUTAGE_RETRY_S = 60.0
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -57,20 +61,31 @@ class Mailer:
 
 
 def write_outbox(message: EmailMessage, outbox_dir: Path, name: str) -> Path:
-    """Write the message atomically (temp file + rename) as `<outbox_dir>/<name>.eml`."""
+    """Write the message atomically (temp file + rename) as `<outbox_dir>/<name>.eml`.
+
+    A full, read-only or failing disk is an outage of the outbox, not a fault of the message:
+    the job is retried no sooner than OUTAGE_RETRY_S (RetryAfter), on a longer schedule than a
+    message the server refused."""
     if not _SAFE_NAME.match(name):
         raise NonRetryableError(f"unsafe outbox file name {name!r}")
-    outbox_dir.mkdir(parents=True, exist_ok=True)
     target = outbox_dir / f"{name}.eml"
-    fd, tmp = tempfile.mkstemp(dir=outbox_dir, prefix=f".{name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(message.as_bytes())
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        outbox_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=outbox_dir, prefix=f".{name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(message.as_bytes())
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        if exc.errno in OUTAGE_ERRNOS:
+            raise RetryAfter(
+                f"outbox unavailable: {os.strerror(exc.errno or 0)}", delay_s=OUTAGE_RETRY_S
+            ) from exc
         raise
     return target
 

@@ -7,11 +7,24 @@ drop the duplicate.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 
 from queue_worker.errors import NonRetryableError
+
+
+def mailbox(addr_spec: str, display_name: str = "") -> Address:
+    """Return an address header value whose display name can never be read as an address.
+
+    The email package quotes the name (or RFC 2047-encodes it whole), so angle brackets,
+    quotes, commas and "@" in a name stay part of the name when the header is parsed again.
+    Line breaks and other control characters are folded to spaces first: a name is shown, never
+    interpreted. Raises ValueError for an unusable address."""
+    cleaned = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in display_name)
+    return Address(display_name=" ".join(cleaned.split()), addr_spec=addr_spec)
 
 
 def message_id_for(key: str, sender: str) -> str:
@@ -27,10 +40,10 @@ def welcome_message(
     msg = EmailMessage()
     try:
         msg["From"] = sender
-        msg["To"] = formataddr((name, to)) if name else to
+        msg["To"] = mailbox(to, name)
         msg["Subject"] = "Welcome aboard"
         msg["Message-ID"] = message_id_for(key, sender)
-    except (ValueError, TypeError) as exc:  # CR/LF in a header: a malformed payload
+    except (ValueError, TypeError, IndexError) as exc:  # an address that is no address
         raise NonRetryableError(f"cannot build the welcome email: {exc}") from exc
     msg["Date"] = format_datetime(date or datetime.now(UTC))
     greeting = f"Hello {name}," if name else "Hello,"

@@ -29,7 +29,7 @@ from api.schemas import (
     send,
 )
 
-_BODY_ERRORS = (400, 413, 415, 422, 503)
+_BODY_ERRORS = (400, 408, 413, 415, 422, 503)
 
 
 def send_tokens(resp: falcon.Response, pair: TokenPair, status: int) -> None:

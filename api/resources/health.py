@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -14,6 +15,8 @@ from api.metrics import ApiMetrics
 from api.openapi import Operation
 from api.schemas import StatusResponse, send
 
+PROBE_COLLECTION = "api_health"
+
 
 class HealthResource:
     docs = {"get": Operation("The process is alive (no dependency is checked)", "health",
@@ -24,9 +27,13 @@ class HealthResource:
 
 
 class ReadyResource:
+    """Ready means the database takes a write within the readiness deadline: a ping alone
+    answers from a server whose disk is full and refuses every write. The write is one small
+    upsert of one document, about what the ping cost."""
+
     docs = {
         "get": Operation(
-            "The database answered a ping within the readiness deadline",
+            "The database took a small write within the readiness deadline",
             "health",
             response=StatusResponse,
             errors=(503,),
@@ -34,18 +41,20 @@ class ReadyResource:
     }
 
     def __init__(self, db: Database[Any], timeout_s: float, metrics: ApiMetrics) -> None:
-        self._db = db
+        self._probe = db[PROBE_COLLECTION]
         self._timeout_s = timeout_s
         self._errors = metrics.db_operation_errors
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            # pymongo.timeout bounds server selection, connection checkout and the command.
+            # pymongo.timeout bounds server selection, connection checkout and the write.
             with pymongo.timeout(self._timeout_s):
-                self._db.command("ping")
+                self._probe.update_one(
+                    {"_id": "readyz"}, {"$set": {"at": datetime.now(UTC)}}, upsert=True
+                )
         except PyMongoError:
-            self._errors.labels("ping").inc()
-            raise ServiceUnavailable("The database is not reachable.", operation="ping") from None
+            self._errors.labels("ready").inc()
+            raise ServiceUnavailable("The database is not writable.", operation="ready") from None
         send(resp, StatusResponse("ready"))
 
 

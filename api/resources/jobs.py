@@ -1,24 +1,28 @@
 """The /jobs resources: submit an allowlisted task, read your own job.
 
-Only tasks listed in API_SUBMITTABLE_TASKS can be submitted by clients (account events such as
-`user.created` are enqueued by the API itself, never by clients). A job is visible only to the
+Only tasks listed in API_SUBMITTABLE_TASKS (none by default) can be submitted by clients
+(account events such as `user.created` are enqueued by the API itself, never by clients), with a
+priority of at most API_MAX_CLIENT_PRIORITY, and a user may have at most
+API_MAX_ACTIVE_JOBS_PER_USER pending or running jobs (429 past them): one client cannot occupy
+every consumer. A job is visible only to the
 user who submitted it; anyone else gets the same 404 as for an unknown id. Idempotency keys are
 scoped to the submitting user, so one user's key can never return another user's job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 import falcon
 
 from api.admission import Admission
 from api.auth.context import Principal
-from api.errors import NotFound, PayloadTooLarge, ValidationFailed
+from api.errors import NotFound, PayloadTooLarge, RateLimited, ValidationFailed
 from api.openapi import Operation
 from api.schemas import JobAccepted, JobRequest, JobStatus, decode, send
+from api.settings import ApiSettings
 from queue_worker import InvalidJobError, JobStore
 from queue_worker.errors import PayloadError, PayloadTooLargeError
+
+ACTIVE_JOBS_RETRY_S = 5
 
 
 class JobsResource:
@@ -31,21 +35,34 @@ class JobsResource:
             request=JobRequest,
             response=JobAccepted,
             bearer=True,
-            errors=(400, 401, 413, 415, 422, 503),
+            errors=(400, 401, 408, 413, 415, 422, 429, 503),
+            description="Clients may set a priority up to API_MAX_CLIENT_PRIORITY; a user with "
+            "API_MAX_ACTIVE_JOBS_PER_USER pending or running jobs gets 429 with Retry-After.",
         )
     }
 
-    def __init__(self, queue: JobStore, allowed: Collection[str], admission: Admission) -> None:
+    def __init__(self, queue: JobStore, settings: ApiSettings, admission: Admission) -> None:
         self._queue = queue
-        self._allowed = frozenset(allowed)
+        self._allowed = settings.submittable_tasks
+        self._max_priority = settings.max_client_priority
+        self._max_active = settings.max_active_jobs_per_user
         self._admission = admission
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, JobRequest)
         if body.task not in self._allowed:
             raise ValidationFailed("This task cannot be submitted.", code="task_not_allowed")
+        if body.priority is not None and body.priority > self._max_priority:
+            raise ValidationFailed(
+                f"A job's priority may be at most {self._max_priority}.", code="priority_too_high"
+            )
         principal: Principal = req.context.principal
         owner = str(principal.user_id)
+        with self._admission.operation("queue.count_active"):
+            active = self._queue.count_active(owner, limit=self._max_active)
+        if active >= self._max_active:
+            # Approximate under concurrent submissions by one user (count, then enqueue).
+            raise RateLimited(ACTIVE_JOBS_RETRY_S, scope="active_jobs")
         key = f"{owner}:{body.idempotency_key}" if body.idempotency_key is not None else None
         try:
             with self._admission.operation("queue.enqueue"):

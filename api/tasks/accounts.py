@@ -19,7 +19,12 @@ from queue_worker.tasks import DATABASE, TaskContext, task
 LOGIN_AUDIT = "login_audit"
 
 
-@task("user.created", timeout_s=60, uses=(MAILER,))
+# Mail retries for a long time (25 attempts: over an hour with the default backoff, at least a
+# minute apart while the outbox's disk is out): a relay or disk outage must not lose it.
+MAIL_ATTEMPTS = 25
+
+
+@task("user.created", timeout_s=60, max_attempts=MAIL_ATTEMPTS, uses=(MAILER,))
 def user_created(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     """Send the welcome email to a new user (SMTP, or the outbox without an SMTP server)."""
     email = _required_str(payload, "email")

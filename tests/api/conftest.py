@@ -27,9 +27,11 @@ def settings() -> ApiSettings:
     return ApiSettings.from_env(
         {
             **secret_env(),
-            "API_LOGIN_MAX_FAILURES_PER_ACCOUNT": "5",
-            "API_LOGIN_MAX_FAILURES_PER_IP": "8",
+            "API_LOGIN_FREE_FAILURES": "5",
+            "API_LOGIN_MAX_FAILURES_PER_ACCOUNT": "12",
+            "API_LOGIN_MAX_FAILURES_PER_IP": "20",
             "API_MAX_BODY_BYTES": "4096",
+            "API_SUBMITTABLE_TASKS": "bench.noop,bench.sleep",
         }
     )
 

@@ -140,53 +140,70 @@ def test_wrong_password_and_unknown_email_give_the_same_401(
     assert after_unknown - after_wrong >= 1
 
 
-def test_failed_logins_are_rate_limited_per_account_with_retry_after(
+def login_as(
+    client: testing.TestClient,
+    password: str,
+    *,
+    ip: str = "127.0.0.1",
+    email: str = "ada@example.com",
+) -> testing.Result:
+    return client.simulate_post(
+        "/users/login", json={"email": email, "password": password}, remote_addr=ip
+    )
+
+
+def test_failed_logins_from_one_address_back_off_exponentially(
     client: testing.TestClient, clock: Clock
 ) -> None:
-    """After 5 failures an account gets 429 with Retry-After, even with the right password,
-    and can log in again once the window has passed (no permanent lockout)."""
+    """After 5 free failures of an account from one address, each next attempt waits 1, 2, 4 s
+    after the last failure (429 with that Retry-After, even with the right password); a success
+    ends the run, and the next failures are free again. Never a permanent wall."""
     signup(client)
-    for _ in range(5):
-        bad = client.simulate_post(
-            "/users/login", json={"email": "ada@example.com", "password": "wrong-password"}
-        )
-        assert bad.status_code == 401
-    limited = client.simulate_post(
-        "/users/login", json={"email": "ada@example.com", "password": PASSWORD}
-    )
-    assert limited.status_code == 429
-    assert 1 <= int(limited.headers["Retry-After"]) <= 900
-    clock.advance(901)
-    assert (
-        client.simulate_post(
-            "/users/login", json={"email": "ada@example.com", "password": PASSWORD}
-        ).status_code
-        == 200
-    )
+    assert [login_as(client, "wrong-password").status_code for _ in range(5)] == [401] * 5
+    for delay_s in (1, 2, 4):
+        limited = login_as(client, PASSWORD)
+        assert limited.status_code == 429
+        assert int(limited.headers["Retry-After"]) == delay_s
+        clock.advance(delay_s)
+        if delay_s < 4:
+            assert login_as(client, "wrong-password").status_code == 401
+    assert login_as(client, PASSWORD).status_code == 200
+    assert [login_as(client, "wrong-password").status_code for _ in range(5)] == [401] * 5
 
 
 def test_successful_logins_do_not_use_up_the_failure_budget(client: testing.TestClient) -> None:
-    """Eight good logins in a row all succeed under a limit of 5 failures; failures still count."""
+    """Eight good logins in a row all succeed under 5 free failures; failures still count."""
     signup(client)
-    good = {"email": "ada@example.com", "password": PASSWORD}
-    assert [client.simulate_post("/users/login", json=good).status_code for _ in range(8)] == [
-        200
-    ] * 8
-    bad = {"email": "ada@example.com", "password": "wrong-password"}
-    statuses = [client.simulate_post("/users/login", json=bad).status_code for _ in range(6)]
+    assert [login_as(client, PASSWORD).status_code for _ in range(8)] == [200] * 8
+    statuses = [login_as(client, "wrong-password").status_code for _ in range(6)]
     assert statuses == [401] * 5 + [429]
 
 
 def test_failed_logins_are_rate_limited_per_ip_across_accounts(client: testing.TestClient) -> None:
-    """One IP failing against many accounts is limited after 8 failures (429)."""
+    """One address failing against many accounts is limited after 20 failures (429)."""
     statuses = [
-        client.simulate_post(
-            "/users/login", json={"email": f"u{i}@example.com", "password": "wrong-password"}
-        ).status_code
-        for i in range(9)
+        login_as(client, "wrong-password", email=f"u{i}@example.com").status_code for i in range(21)
     ]
-    assert statuses[:8] == [401] * 8
-    assert statuses[8] == 429
+    assert statuses == [401] * 20 + [429]
+
+
+def test_strangers_failures_never_lock_the_user_out_of_a_known_network(
+    client: testing.TestClient, clock: Clock
+) -> None:
+    """Failures from any number of other addresses use up the account's ceiling (12 here, 100 by
+    default) and then refuse new networks for the window, but the user's own network, where
+    they signed up or logged in before, still logs in with the right password."""
+    signup(client)
+    strangers = [f"198.51.{n}.7" for n in range(1, 7)]
+    statuses = [
+        login_as(client, "wrong-password", ip=ip).status_code for ip in strangers for _ in range(3)
+    ]
+    assert statuses.count(401) == 12 and statuses[12:] == [429] * 6
+    assert login_as(client, PASSWORD, ip="203.0.113.9").status_code == 429  # a new network
+    assert login_as(client, PASSWORD, ip="127.0.0.1").status_code == 200  # the user's own
+    assert login_as(client, PASSWORD, ip="127.0.0.2").status_code == 200  # its /24 too
+    clock.advance(60)
+    assert login_as(client, PASSWORD, ip="203.0.113.9").status_code == 200  # the run has ended
 
 
 def test_profile_returns_only_the_allowlisted_fields(client: testing.TestClient) -> None:

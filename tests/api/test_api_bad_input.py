@@ -127,21 +127,76 @@ def test_out_of_range_and_odd_signup_fields_are_422(
 
 
 @pytest.mark.parametrize(
-    "email",
-    ["\u00e4d\u00e4@ex\u00e4mple.com", "\u0130ris@example.com", "ada+tag@xn--exmple-cua.com"],
+    ("email", "stored"),
+    [
+        ("ada@ex\u00e4mple.com", "ada@xn--exmple-cua.com"),
+        ("ada+tag@xn--exmple-cua.com", "ada+tag@xn--exmple-cua.com"),
+        ("Ada@B\u00dcCHER.de", "ada@xn--bcher-kva.de"),
+    ],
 )
-def test_unicode_emails_are_accepted_and_normalised(
-    client: testing.TestClient, db: Database, email: str
+def test_internationalised_domains_sign_up_in_their_ascii_form(
+    client: testing.TestClient, db: Database, email: str, stored: str
 ) -> None:
-    """Non-ASCII addresses sign up (201) and can log in again with any case of the address."""
+    """An IDN domain is stored IDNA-encoded (so mail to it needs no SMTPUTF8) and the account
+    logs in with either spelling and any case."""
     result = post(client, "/users/signup", signup_body(email=email))
     assert result.status_code == 201, result.text
-    stored = db["users"].find_one()["email"]
-    assert stored == email.strip().lower()
-    login = {"email": email.upper(), "password": PASSWORD}
-    assert client.simulate_post("/users/login", json=login).status_code in (200, 401)
-    login = {"email": email, "password": PASSWORD}
+    assert db["users"].find_one()["email"] == stored
+    for spelling in (email, email.upper(), stored):
+        login = {"email": spelling, "password": PASSWORD}
+        assert client.simulate_post("/users/login", json=login).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "email", ["\u00e4d\u00e4@example.com", "\u0130ris@example.com", "ada@example.test"]
+)
+def test_addresses_that_cannot_be_mailed_are_refused_at_sign_up(
+    client: testing.TestClient, db: Database, email: str
+) -> None:
+    """A non-ASCII local part (mail to it needs SMTPUTF8, which relays may not offer) or a
+    special-use domain is a 422 saying why, never an account whose welcome mail dies."""
+    result = post(client, "/users/signup", signup_body(email=email))
+    assert assert_4xx(result, 422) == "invalid_email"
+    assert "@" in result.json["error"]["message"] or "domain" in result.json["error"]["message"]
+    assert db["users"].count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "\uff41\uff44\uff41@example.com",  # full-width letters
+        "ada@example.com.",  # a trailing dot on the domain
+        "a\u200bda@example.com",  # a zero-width space
+        "a\u00adda@example.com",  # a soft hyphen
+        "ADA@EXAMPLE.COM",
+    ],
+)
+def test_spellings_of_one_address_are_one_account(
+    client: testing.TestClient, db: Database, variant: str
+) -> None:
+    """Full-width letters, a trailing dot, invisible characters and case all normalise to the
+    same address: the second sign-up is a 409, and login works with any of them."""
+    assert post(client, "/users/signup", signup_body(email="ada@example.com")).status_code == 201
+    assert assert_4xx(post(client, "/users/signup", signup_body(email=variant)), 409)
+    login = {"email": variant, "password": PASSWORD}
     assert client.simulate_post("/users/login", json=login).status_code == 200
+    assert db["users"].count_documents({}) == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("ad\u00e1@b\u00fccher.de", "ad\u00e1@xn--bcher-kva.de"),  # IDN and punycode
+        ("ada@b\u00fccher.de", "ada@bu\u0308cher.de"),  # NFC and NFD
+    ],
+)
+def test_idn_punycode_nfc_and_nfd_spellings_collide(
+    client: testing.TestClient, first: str, second: str
+) -> None:
+    """The same domain in Unicode, punycode, NFC or NFD is one account (or one refusal)."""
+    one = post(client, "/users/signup", signup_body(email=first))
+    two = post(client, "/users/signup", signup_body(email=second))
+    assert (one.status_code, two.status_code) in ((201, 409), (422, 422))
 
 
 @pytest.mark.parametrize(
@@ -315,3 +370,33 @@ def test_a_payload_larger_than_a_mongodb_document_is_413(
     assert submitted_jobs(db) == 0
     over = post(big_client, "/jobs", b" " * ((16 << 20) + 1), token)
     assert_4xx(over, 413)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"task": "bench.noop", "priority": -888.0}, 202),  # JSON Schema: an integer
+        ({"task": "bench.noop", "priority": -1e2}, 202),
+        ({"task": "bench.noop", "priority": -888.5}, 422),
+        ({"task": "bench.noop", "priority": "-888"}, 422),  # a string is never a number
+        ({"task": "bench.noop", "payload": {"x": 1.0}}, 202),
+    ],
+)
+def test_integral_numbers_are_integers_as_json_schema_says(
+    client: testing.TestClient, db: Database, token: str, body: dict[str, Any], expected: int
+) -> None:
+    """A number with no fractional part is accepted for an integer field, as JSON Schema's
+    `integer` reads; fractions and strings are not; the payload is passed on unchanged."""
+    result = post(client, "/jobs", json.dumps(body).encode(), token)
+    assert result.status_code == expected, result.text
+    if "payload" in body:
+        stored = db["jobs_backlog"].find_one({"task": "bench.noop"})
+        assert stored is not None and isinstance(stored["payload"]["x"], float)
+
+
+def test_an_integral_age_is_an_age(client: testing.TestClient, db: Database) -> None:
+    """ "age": 30.0 signs up with age 30."""
+    body = json.loads(signup_body())
+    raw = json.dumps({**body, "age": 30.0}).encode()
+    assert post(client, "/users/signup", raw).status_code == 201
+    assert db["users"].find_one()["age"] == 30

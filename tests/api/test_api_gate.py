@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from apihelpers import secret_env
+from pymongo import _csot
 
 from api.admission import Admission
 from api.errors import Conflict, ServiceUnavailable
@@ -164,3 +165,22 @@ def test_in_flight_limit_is_read_from_the_environment() -> None:
     assert ApiSettings.from_env(env).db_max_in_flight == 16
     with pytest.raises(SettingsError):
         ApiSettings.from_env({**secret_env(), "API_DB_MAX_IN_FLIGHT": "0"})
+
+
+def test_the_wait_for_a_slot_comes_out_of_the_operations_deadline() -> None:
+    """The deadline holds end to end: an operation admitted after waiting 1.5 s of a 2 s budget
+    runs under pymongo.timeout with the 0.5 s left (with a clock that moves only when told)."""
+    now = [100.0]
+    guard = Admission(ApiMetrics(), max_in_flight=1, wait_s=2.0, clock=lambda: now[0])
+    real_acquire = guard._gate.acquire
+
+    def slow_acquire(timeout_s: float) -> bool:
+        now[0] += 1.5  # the queue for the slot took 1.5 s
+        return real_acquire(timeout_s)
+
+    guard._gate.acquire = slow_acquire  # type: ignore[method-assign]
+    with guard.operation("users.find"):
+        left = _csot.get_timeout()
+    assert left == pytest.approx(0.5)
+    with guard.operation("users.find"):
+        assert _csot.get_timeout() == pytest.approx(0.5)  # each operation its own budget

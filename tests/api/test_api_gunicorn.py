@@ -25,7 +25,7 @@ from queue_worker.store import JOBS
 
 @pytest.fixture
 def api(mongo_env: dict[str, str]) -> Iterator[ApiServer]:
-    server = start_api(mongo_env, workers=2, API_LOGIN_MAX_FAILURES_PER_ACCOUNT="4")
+    server = start_api(mongo_env, workers=2, API_LOGIN_FREE_FAILURES="4")
     yield server
     server.stop()
 
@@ -116,7 +116,7 @@ def test_workers_patch_ssl_before_pymongo_imports_it(api: ApiServer) -> None:
 
 def test_the_failed_login_limit_is_shared_by_all_workers(api: ApiServer) -> None:
     """Failures counted by any worker add up (the counters live in the database): after 4
-    failures on separate connections, the 5th attempt is 429 with Retry-After."""
+    free failures on separate connections, the next attempt must wait: 429 with Retry-After."""
     signup(api)
     wrong = {"email": "ada@example.com", "password": "not-the-password"}
     assert [api.request("POST", "/users/login", wrong).status for _ in range(4)] == [401] * 4
@@ -128,12 +128,14 @@ def test_the_failed_login_limit_is_shared_by_all_workers(api: ApiServer) -> None
 
 
 def test_parallel_wrong_logins_cannot_exceed_the_limit(api: ApiServer) -> None:
-    """Attempts are counted before the password check: of 20 concurrent wrong logins against a
-    limit of 4, exactly 4 are checked (401) and 16 are refused (429)."""
+    """Once a client has failed against an account, each further attempt reserves its turn
+    before the password check: after one failure, of 20 concurrent wrong logins against 4 free
+    failures exactly 3 are checked (401) and 17 are refused (429)."""
     signup(api)
     wrong = {"email": "ada@example.com", "password": "not-the-password"}
+    assert api.request("POST", "/users/login", wrong).status == 401
     results = parallel(20, lambda: api.request("POST", "/users/login", wrong))
-    assert sorted(r.status for r in results) == [401] * 4 + [429] * 16
+    assert sorted(r.status for r in results) == [401] * 3 + [429] * 17
 
 
 def test_the_signup_limit_is_shared_by_all_workers(api: ApiServer, db: Database) -> None:

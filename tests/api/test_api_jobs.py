@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
-from apihelpers import PASSWORD, bearer, signup, submitted_jobs
+from apihelpers import PASSWORD, bearer, secret_env, signup, submitted_jobs
 from falcon import testing
 from pymongo import MongoClient
 from pymongo.database import Database
@@ -17,6 +20,8 @@ from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings, TaskRegistry
 from queue_worker.store import BACKLOG, JOBS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def submit(client: testing.TestClient, token: str, **body: Any) -> testing.Result:
@@ -28,12 +33,12 @@ def submit(client: testing.TestClient, token: str, **body: Any) -> testing.Resul
 def test_an_allowlisted_task_is_accepted_with_202(client: testing.TestClient, db: Database) -> None:
     """POST /jobs answers 202 {id, state} and stores the job with its submitter."""
     token = signup(client)["access_token"]
-    result = submit(client, token, payload={"ms": 5}, priority=3, delay_s=1.5)
+    result = submit(client, token, payload={"ms": 5}, priority=-3, delay_s=1.5)
     assert result.status_code == 202
     assert set(result.json) == {"id", "state"}
     assert result.json["state"] == "pending"
     stored = db[BACKLOG].find_one({"task": "bench.noop"})  # unkeyed: not yet promoted
-    assert stored["priority"] == 3
+    assert stored["priority"] == -3
     assert stored["submitted_by"] == str(db["users"].find_one()["_id"])
 
 
@@ -161,3 +166,59 @@ def test_a_bug_while_enqueueing_an_event_is_logged_and_counted_not_swallowed(
     count = metrics.registry.get_sample_value("api_event_errors_total", {"task": "user.created"})
     assert count == 1
     assert db["users"].find_one()["welcome_enqueued"] is False  # retried at the next login
+
+
+def test_no_task_is_submittable_unless_the_deployment_names_it(
+    settings: ApiSettings, db: Database, job_store: JobStore
+) -> None:
+    """With API_SUBMITTABLE_TASKS unset, POST /jobs refuses every task, bench tasks included."""
+    default = ApiSettings.from_env({k: v for k, v in secret_env().items()})
+    assert default.submittable_tasks == frozenset()
+    api = testing.TestClient(create_app(default, db, job_store, metrics=ApiMetrics()))
+    token = signup(api)["access_token"]
+    for task in ["bench.noop", "bench.sleep"]:
+        result = submit(api, token, task=task)
+        assert (result.status_code, result.json["error"]["code"]) == (422, "task_not_allowed")
+
+
+def test_clients_cannot_jump_the_queue(client: testing.TestClient, db: Database) -> None:
+    """A priority above API_MAX_CLIENT_PRIORITY (0 by default) is a 422; nothing is enqueued."""
+    token = signup(client)["access_token"]
+    result = submit(client, token, priority=1)
+    assert (result.status_code, result.json["error"]["code"]) == (422, "priority_too_high")
+    assert submit(client, token, priority=0).status_code == 202
+    assert submitted_jobs(db) == 1
+
+
+def test_a_user_past_the_active_job_limit_gets_429_until_jobs_finish(
+    settings: ApiSettings, db: Database, job_store: JobStore
+) -> None:
+    """With 3 pending or running jobs a user's next submission is 429 with Retry-After, while
+    other users still submit; once a job is no longer pending or running, there is room."""
+    limited = dataclasses.replace(settings, max_active_jobs_per_user=3)
+    api = testing.TestClient(create_app(limited, db, job_store, metrics=ApiMetrics()))
+    token = signup(api)["access_token"]
+    ids = [submit(api, token).json["id"] for _ in range(3)]
+    refused = submit(api, token)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    other = signup(api, email="bob@example.com")["access_token"]
+    assert submit(api, other).status_code == 202
+    assert job_store.cancel(ids[0]) is not None
+    assert submit(api, token).status_code == 202
+
+
+def test_the_api_refuses_to_start_with_an_unknown_submittable_task() -> None:
+    """api.wsgi refuses to load when API_SUBMITTABLE_TASKS names a task no module registers
+    (a typo, or bench tasks without QUEUE_ENABLE_BENCH_TASKS): a clear error at start, not a
+    422 for every client."""
+    env = {**secret_env(), "API_SUBMITTABLE_TASKS": "bench.noop", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import api.wsgi"],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "API_SUBMITTABLE_TASKS" in result.stderr and "bench.noop" in result.stderr

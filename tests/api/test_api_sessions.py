@@ -173,3 +173,23 @@ def test_a_failure_between_the_two_revocation_writes_leaves_neither_applied(
     assert refresh(client, family["refresh_token"]).json["error"]["code"] == "refresh_token_reused"
     assert profile_status(client, newest["access_token"]) == 401
     assert refresh(client, newest["refresh_token"]).status_code == 401
+
+
+def test_a_logged_out_sessions_access_token_stays_refused_after_many_more_logouts(
+    client: testing.TestClient, db: Database, clock: Clock
+) -> None:
+    """Revocation holds for the whole access-token lifetime, however many sessions the user
+    ends in between (it used to keep only the last 100); entries past that lifetime are dropped."""
+    first = signup(client)
+    assert (
+        client.simulate_post("/users/logout", headers=bearer(first["access_token"])).status_code
+        == 204
+    )
+    for _ in range(105):
+        tokens = login(client)
+        client.simulate_post("/users/logout", headers=bearer(tokens["access_token"]))
+    assert profile_status(client, first["access_token"]) == 401
+    clock.advance(901 + 30)  # every token above has expired
+    later = login(client)
+    client.simulate_post("/users/logout", headers=bearer(later["access_token"]))
+    assert len(db["users"].find_one()["revoked_sessions"]) == 1

@@ -4,6 +4,8 @@ outbox) and the login audit, each reaching mail and the database through declare
 from __future__ import annotations
 
 import email
+import errno
+import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from api.mail.settings import MailSettings
 from api.tasks import accounts
 from api.tasks.resources import MAILER
 from queue_worker.consumer import Consumer
-from queue_worker.errors import NonRetryableError
+from queue_worker.errors import NonRetryableError, RetryAfter
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
@@ -222,3 +224,60 @@ def test_smtp_login_uses_the_configured_credentials(
             assert password not in str(info.value) and not mailbox.messages
     finally:
         controller.stop()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u00e9 <evil@attacker.example>",
+        '"Ada" <evil@attacker.example>',
+        "Ada, evil@attacker.example",
+        "Ada\r\nBcc: evil@attacker.example",
+        "Ünïcödé <x@y>, Jr.",
+        "=?utf-8?q?evil=40attacker.example?=",
+    ],
+)
+def test_hostile_names_never_change_where_the_welcome_mail_goes(
+    smtp_server: tuple[Mailbox, int], tmp_path: Path, name: str
+) -> None:
+    """Whatever the name holds (angle brackets, quotes, commas, CR/LF, non-ASCII, an encoded
+    word), the To header parses back to exactly the user's address, and no Bcc appears."""
+    mailbox, port = smtp_server
+    ctx = mail_ctx(str(ObjectId()), smtp_settings(port, tmp_path))
+    accounts.user_created({"email": "ada@example.com", "name": name}, ctx)
+    msg = mailbox.messages[0]
+    assert [a.addr_spec for a in msg["To"].addresses] == ["ada@example.com"]
+    assert msg["Bcc"] is None and "attacker" not in str(msg["To"].addresses[0].addr_spec)
+
+
+def test_a_signed_up_idn_address_is_mailed(
+    smtp_server: tuple[Mailbox, int], tmp_path: Path, db: Database[Any]
+) -> None:
+    """The address an IDN sign-up stores (IDNA-encoded) is delivered over plain SMTP."""
+    mailbox, port = smtp_server
+    ctx = mail_ctx(str(ObjectId()), smtp_settings(port, tmp_path))
+    accounts.user_created({"email": "ada@xn--bcher-kva.de", "name": "Ädä"}, ctx)
+    assert [a.addr_spec for a in mailbox.messages[0]["To"].addresses] == ["ada@xn--bcher-kva.de"]
+
+
+def test_a_full_outbox_disk_is_retried_later_not_a_dead_mail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full (or read-only) outbox disk fails the attempt with RetryAfter of at least a minute,
+    and leaves no temp file; the message is not at fault, so it is not buried."""
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    ctx = mail_ctx(str(ObjectId()), outbox_settings(tmp_path))
+    with pytest.raises(RetryAfter) as raised:
+        accounts.user_created({"email": "ada@example.com", "name": "Ada"}, ctx)
+    assert raised.value.delay_s >= 60
+    assert list((tmp_path / "ob").iterdir()) == []
+
+
+def test_the_welcome_mail_keeps_trying_through_a_long_outage() -> None:
+    """user.created is declared with many attempts (an outage of a relay or a disk can last)."""
+    load_task_modules(["api.tasks"])
+    assert (registry.get("user.created").max_attempts or 0) >= 20

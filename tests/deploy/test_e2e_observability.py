@@ -168,7 +168,7 @@ def _environment(tmp: Path, db_uri: str) -> dict[str, str]:
         API_JWT_KEYS=f"k1:{_secret()}",
         API_PASSWORD_PEPPER=_secret(),
         API_BCRYPT_COST="4",
-        API_LOGIN_MAX_FAILURES_PER_ACCOUNT="3",
+        API_LOGIN_FREE_FAILURES="3",
         API_SUBMITTABLE_TASKS="bench.noop,bench.sleep,bench.fail,bench.crash",
         API_DB_TIMEOUT_MS="500",
         API_READY_TIMEOUT_MS="300",

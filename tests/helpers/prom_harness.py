@@ -1,7 +1,7 @@
 """A real Prometheus server on loopback for the deploy tests, and the tools they share.
 
 Prometheus and promtool come from Debian's `prometheus` package, installed by
-scripts/install_prometheus.sh (the Makefile's test target runs it).
+scripts/install_test_tools.sh (the Makefile's test target runs it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "jobauth.json"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
-INSTALL_HINT = "run scripts/install_prometheus.sh (as root) to install Debian's prometheus package"
+INSTALL_HINT = "run scripts/install_test_tools.sh (as root) to install the Debian packages"
 # The metrics catalogue (docs/operations.md): role -> the families its /metrics must export
 # after the end-to-end run's traffic. queue_jobs_cancelled_total is left out: cancels run in the
 # operator CLI (here: the test process), which nothing scrapes; the dashboard reads them from

@@ -14,7 +14,7 @@ from bson import ObjectId
 from queue_helpers import T0, FakeClock, metric, wait_until
 
 from queue_worker.consumer import Consumer
-from queue_worker.errors import NonRetryableError
+from queue_worker.errors import NonRetryableError, RetryAfter
 from queue_worker.job import CrashInfo, DeadReason, JobState
 from queue_worker.lease import Suspects
 from queue_worker.settings import QueueSettings
@@ -379,3 +379,23 @@ def test_a_consumer_with_an_abandoned_thread_never_takes_a_suspect(
     wait_until(lambda: threads_done(consumer))
     assert state_of(job_store, plain.id) is JobState.SUCCEEDED
     assert state_of(job_store, suspect) is JobState.PENDING
+
+
+def test_retry_after_from_a_handler_delays_the_next_attempt_at_least_that_long(
+    job_store: JobStore, registry: TaskRegistry, fake_clock: FakeClock
+) -> None:
+    """A handler raising RetryAfter(delay_s=120) fails the attempt, and the job is not due again
+    before 120 s, though the backoff alone would retry it within seconds."""
+
+    def outage(payload: dict[str, Any], ctx: TaskContext) -> None:
+        raise RetryAfter("the disk is full", delay_s=120)
+
+    registry.task("outage")(outage)
+    job = job_store.enqueue("outage")
+    consumer = make(job_store, registry, fake_clock)
+    consumer.run_once(fake_clock.now)
+    wait_until(lambda: threads_done(consumer))
+    after = job_store.get(job.id)
+    assert after is not None and after.state is JobState.PENDING and after.attempts == 1
+    assert after.run_at >= fake_clock.now + timedelta(seconds=120)
+    assert after.last_error == "RetryAfter: the disk is full"

@@ -64,3 +64,40 @@ def test_consumers_outlive_a_database_outage_longer_than_the_hang_timeout(
         client.close()
         if restarted is not None:
             restarted.stop()
+
+
+def test_a_stalled_database_neither_kills_consumers_nor_blames_their_jobs(
+    start_supervisor: Callable[..., Supervisor], own_server: localdb.LocalDB
+) -> None:
+    """With the database frozen (SIGSTOP: it accepts nothing, refuses nothing) for 3x the hang
+    timeout, the consumer is left alone: its loop waits inside a command with a deadline, and
+    its liveness says so. After SIGCONT the running job finishes with no crash recorded."""
+    uri = own_server.uri()
+    env = {"MONGODB_URI": uri, "MONGODB_DATABASE": "stall", "QUEUE_DB_TIMEOUT_S": "3"}
+    settings = QueueSettings.from_env({**FAST_ENV, **env})
+    client: MongoClient[dict[str, object]] = MongoClient(uri, tz_aware=True)
+    store = JobStore(client["stall"], settings)  # type: ignore[arg-type]
+    try:
+        sup = start_supervisor("--workers", "1", "--concurrency", "2", env=env)
+        consumer = sup.wait_children(1)
+        job = store.enqueue("bench.sleep", {"ms": 3000})
+        wait_until(lambda: (j := store.get(job.id)) and j.state is JobState.RUNNING, 15, "claim")
+        own_server.process.send_signal(signal.SIGSTOP)
+        try:
+            frozen_until = time.monotonic() + 6  # hang timeout is 2 s
+            while time.monotonic() < frozen_until:
+                assert sup.children() == consumer, sup.output()
+                time.sleep(0.2)
+        finally:
+            own_server.process.send_signal(signal.SIGCONT)
+        done = wait_until(
+            lambda: (j := store.get(job.id)) and j.state is JobState.SUCCEEDED and j,
+            60,
+            f"job to succeed\n{sup.output()}",
+        )
+        assert done.crashes == 0
+        assert "stopped reporting" not in sup.output()
+        sup.signal(signal.SIGTERM)
+        assert sup.wait(30) == 0
+    finally:
+        client.close()

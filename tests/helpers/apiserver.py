@@ -99,6 +99,7 @@ def start_api(base_env: dict[str, str], workers: int = 2, **extra: str) -> ApiSe
         "PYTHONPATH": str(ROOT),
         # The API only accepts tasks its registry knows; the tests submit the bench tasks.
         "QUEUE_ENABLE_BENCH_TASKS": "1",
+        "API_SUBMITTABLE_TASKS": "bench.noop,bench.sleep",
         **extra,
     }
     with open(log_path, "wb") as log:

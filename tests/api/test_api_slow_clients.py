@@ -1,0 +1,202 @@
+"""Hostile connections against the real gunicorn worker: slow bodies, connection floods from
+one address, idle keep-alives, malformed chunked bodies. Bounded in count and time, on loopback
+(the flood comes from 127.0.0.2, the probes from 127.0.0.1: Linux routes all of 127/8 locally)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from apiserver import ApiServer, start_api
+
+FLOOD_FROM = "127.0.0.2"
+
+
+def connect(api: ApiServer, source: str = FLOOD_FROM, timeout_s: float = 30.0) -> socket.socket:
+    sock = socket.create_connection(
+        ("127.0.0.1", api.port), timeout=timeout_s, source_address=(source, 0)
+    )
+    return sock
+
+
+def slow_post_head(length: int = 100) -> bytes:
+    return (
+        b"POST /users/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(length).encode() + b"\r\n\r\n{"
+    )
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """Read until the server closes or sends a complete response head and body."""
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                length = [
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ]
+                if length and len(body) >= length[0]:
+                    break
+    except OSError:
+        pass
+    return data
+
+
+@pytest.fixture
+def small_api(mongo_env: dict[str, str]) -> Iterator[ApiServer]:
+    """One worker with 40 connections, 5 per client address, a 2 s body deadline, and a 30 s
+    keep-alive (long, so that a short one under pressure is visible)."""
+    server = start_api(
+        mongo_env,
+        workers=1,
+        API_WORKER_CONNECTIONS="40",
+        API_MAX_CONNECTIONS_PER_CLIENT="5",
+        API_BODY_TIMEOUT_S="2",
+        API_KEEPALIVE_S="30",
+    )
+    yield server
+    server.stop()
+
+
+def test_a_body_trickling_in_is_cut_off_with_408_at_its_deadline(small_api: ApiServer) -> None:
+    """A client sending one byte of its body now and then is answered 408 and disconnected once
+    the whole-body deadline (2 s) has passed; it cannot hold its connection for ever."""
+    sock = connect(small_api)
+    sock.sendall(slow_post_head())
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.5):
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    response = read_response(sock)
+    stop.set()
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 408"), response[:200]
+    assert b"request_timeout" in response
+    assert time.monotonic() - started < 30  # cut at the deadline, not at the trickle's end
+
+
+def test_a_flood_from_one_address_is_refused_and_others_are_served(small_api: ApiServer) -> None:
+    """60 slow-body connections from one address: the 5 it may hold wait for their deadline,
+    the rest are refused at once (503), and /healthz from another address answers meanwhile.
+    Without the limit they would take all 40 of the worker's places."""
+    flood = []
+    refused = 0
+    for _ in range(60):
+        sock = connect(small_api)
+        sock.sendall(slow_post_head())
+        flood.append(sock)
+    for sock in flood:
+        sock.settimeout(0.5)
+        try:
+            if sock.recv(12).startswith(b"HTTP/1.1 503"):
+                refused += 1
+        except OSError:
+            pass  # still waiting for its body: one of the 5 held
+    assert refused == 55
+    probe = small_api.request("GET", "/healthz", timeout_s=10)
+    assert probe.status == 200
+    for sock in flood:
+        sock.close()
+
+
+def test_without_a_per_client_limit_slow_bodies_still_free_their_places(
+    mongo_env: dict[str, str],
+) -> None:
+    """Behind a proxy (no per-client limit), 40 slow bodies fill a worker's 40 places; each is
+    cut at its 2 s deadline, so /healthz is answered soon after instead of never."""
+    api = start_api(
+        mongo_env,
+        workers=1,
+        API_WORKER_CONNECTIONS="40",
+        API_TRUSTED_PROXY_HOPS="1",
+        API_BODY_TIMEOUT_S="2",
+    )
+    try:
+        flood = [connect(api) for _ in range(40)]
+        for sock in flood:
+            sock.sendall(slow_post_head())
+        probe = api.request("GET", "/healthz", timeout_s=60)
+        assert probe.status == 200
+        for sock in flood:
+            sock.close()
+    finally:
+        api.stop()
+
+
+def test_idle_keep_alives_give_their_places_back_when_the_worker_is_busy(
+    small_api: ApiServer,
+) -> None:
+    """With more than half its places taken, a worker gives idle kept-alive connections 1 s
+    instead of the 30 s keep-alive: they are closed, and new clients get in."""
+    idle = []
+    for n in range(24):  # from 24 addresses: the per-client limit is not what closes them
+        sock = connect(small_api, source=f"127.0.1.{n + 1}")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        idle.append(sock)
+    closed_by_server = 0
+    for sock in idle:
+        sock.settimeout(15)
+        try:
+            if sock.recv(1) == b"":
+                closed_by_server += 1
+        except OSError:
+            pass
+        sock.close()
+    assert closed_by_server >= 4  # those above half of 40 at least, well before 30 s
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"-f\r\n{}\r\n0\r\n\r\n",  # a negative chunk size
+        b"2\r\n{}\r\n0\r\nContent-Length: 5\r\n\r\n",  # a Content-Length trailer
+        b"zz\r\n{}\r\n0\r\n\r\n",  # not hexadecimal
+    ],
+)
+def test_a_malformed_chunked_body_is_a_400_without_a_traceback(
+    small_api: ApiServer, body: bytes
+) -> None:
+    """gunicorn's chunk parser errors are the client's: 400 with the API's error body, and no
+    traceback in the log."""
+    sock = connect(small_api, source="127.0.0.1")
+    sock.sendall(
+        b"POST /users/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + body
+    )
+    response = read_response(sock)
+    sock.close()
+    assert response.startswith(b"HTTP/1.1 400"), response[:300]
+    assert b"malformed_body" in response or b"bad_request" in response
+    assert "Traceback" not in small_api.log()
+
+
+def test_a_client_gone_mid_body_leaves_no_traceback(small_api: ApiServer) -> None:
+    """A client that closes its connection half-way through its body is answered 400 (into the
+    void) and logged quietly."""
+    sock = connect(small_api, source="127.0.0.1")
+    sock.sendall(slow_post_head(1000) + b'"email"')
+    sock.close()
+    counted = 'http_requests_total{method="POST",route="/users/login",status_class="4xx"}'
+    deadline = time.monotonic() + 30
+    while counted not in small_api.request("GET", "/metrics").body.decode():
+        assert time.monotonic() < deadline, "the dropped request was never answered"
+        time.sleep(0.05)  # polling with a deadline
+    assert "Traceback" not in small_api.log()
