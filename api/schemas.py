@@ -59,7 +59,8 @@ class LoginRequest(Strict):
 
 
 class RefreshRequest(Strict):
-    refresh_token: Token
+    # Optional: clients (axios among them) send `{}` with the token in Authorization: Bearer.
+    refresh_token: Token | None = None
 
 
 class JobRequest(Strict):

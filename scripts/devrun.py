@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 DEV_ENV = VAR / "dev.env"
 BIN = Path(sys.executable).parent
+DEV_LIMITS = {
+    "API_SIGNUP_MAX_PER_IP": "1000",
+    "API_LOGIN_MAX_FAILURES_PER_IP": "1000",
+    "API_MAX_CONNECTIONS_PER_CLIENT": "0",
+}
 
 
 def main() -> int:
@@ -39,6 +44,10 @@ def main() -> int:
     # A development system: clients may submit the bench tasks, and local consumers run them.
     env.setdefault("QUEUE_ENABLE_BENCH_TASKS", "1")
     env.setdefault("API_SUBMITTABLE_TASKS", "bench.noop,bench.sleep")
+    # Development limits: one developer (and the seed's load script, 50 sign-ups at once) sends
+    # everything from one address. Production defaults stay strict.
+    for key, value in DEV_LIMITS.items():
+        env.setdefault(key, value)
 
     stop_requested = localdb.catch_stop_signals()
 
@@ -59,6 +68,8 @@ def main() -> int:
             f"supervisor metrics: http://127.0.0.1:{env['SUPERVISOR_METRICS_PORT']}/metrics",
             flush=True,
         )
+        limits = ", ".join(f"{key}={env[key]}" for key in DEV_LIMITS)
+        print(f"limits     development: {limits}", flush=True)
         print("Ctrl-C stops everything.", flush=True)
         while not stop_requested() and code == 0:
             for name, process in started:

@@ -105,8 +105,9 @@ class RefreshResource:
             request_required=False,
             response=TokenResponse,
             errors=(*_BODY_ERRORS, 401),
-            description="The presented refresh token is dead afterwards. Presenting an "
-            "already-rotated token revokes its whole session.",
+            description="The token is taken from the body's refresh_token if it has one, else "
+            "from Authorization: Bearer (a body of {} is fine). The presented refresh token is "
+            "dead afterwards. Presenting an already-rotated token revokes its whole session.",
             extra={"security": [{"bearerAuth": []}, {}]},
         )
     }
@@ -115,10 +116,8 @@ class RefreshResource:
         self._auth = auth
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.context.body:
-            token: str | None = decode(req.context.body, RefreshRequest).refresh_token
-        else:
-            token = bearer_token(req)
+        in_body = decode(req.context.body, RefreshRequest) if req.context.body else None
+        token = (in_body.refresh_token if in_body else None) or bearer_token(req)
         if token is None:
             raise Unauthorized("A refresh token is required.", code="missing_token")
         send_tokens(resp, refresh(self._auth, token), 200)

@@ -193,3 +193,20 @@ def test_a_logged_out_sessions_access_token_stays_refused_after_many_more_logout
     later = login(client)
     client.simulate_post("/users/logout", headers=bearer(later["access_token"]))
     assert len(db["users"].find_one()["revoked_sessions"]) == 1
+
+
+def test_refresh_with_a_bearer_token_and_an_empty_json_body_works(
+    client: testing.TestClient,
+) -> None:
+    """What axios sends (the seed's documented call): the token as Bearer and a body of {}."""
+    first = signup(client)
+    result = client.simulate_post("/users/refresh", json={}, headers=bearer(first["refresh_token"]))
+    assert result.status_code == 200, result.text
+    logout = client.simulate_post(
+        "/users/logout", json={}, headers=bearer(result.json["access_token"])
+    )
+    assert logout.status_code == 204
+    again = client.simulate_post(
+        "/users/refresh", json={}, headers=bearer(result.json["refresh_token"])
+    )
+    assert again.status_code == 401
