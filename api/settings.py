@@ -1,6 +1,8 @@
 """API settings: frozen dataclasses, each filled from its table of environment variables.
 
     ApiSettings      what the application needs (secrets, token lifetimes, limits, database)
+    AccountSettings  the account links: their token keys and where they point; read by the API
+                     (which redeems tokens) and by the account tasks (which mint and mail them)
     ServerSettings   what gunicorn needs (bind, workers, timeouts); read by deploy/gunicorn.conf.py
 
 Only the two entry points pass the real environment (`api/wsgi.py` in each worker, the gunicorn
@@ -25,12 +27,57 @@ DIRECT_CLIENT_CONNECTIONS = 50
 
 
 @dataclass(frozen=True)
+class AccountSettings:
+    """Mailed account links: the keys of their tokens (first kid active) and where they point."""
+
+    token_keys: Mapping[str, bytes]
+    public_url: str = "http://127.0.0.1:8000"
+    links_url: str = ""  # empty: the API's own pages, {public_url}/account
+
+    def __post_init__(self) -> None:
+        for kid, secret in self.token_keys.items():
+            _checked(f"API_ACCOUNT_TOKEN_KEYS[{kid}]", secret)
+
+    @property
+    def link_base(self) -> str:
+        """Return the URL the account pages live under (links add /reset-password?token=...)."""
+        return (self.links_url or f"{self.public_url}/account").rstrip("/")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> AccountSettings:
+        """Build the settings from API_ACCOUNT_TOKEN_KEYS, API_PUBLIC_URL, API_ACCOUNT_LINKS_URL."""
+        if not env.get("API_ACCOUNT_TOKEN_KEYS", "").strip():
+            raise SettingsError("API_ACCOUNT_TOKEN_KEYS is not set")
+        return cls(**envspec.read(ACCOUNT_OPTIONS, env))
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("https://", "http://")) or " " in raw:
+        raise ValueError("must be an http(s) URL")
+    return raw.rstrip("/")
+
+
+ACCOUNT_OPTIONS: tuple[Option[Any], ...] = (
+    Option(
+        "API_ACCOUNT_TOKEN_KEYS",
+        "token_keys",
+        parse_keyring,
+        "kid:base64secret,... keys of mailed tokens; the first is active",
+        secret=True,
+    ),
+    Option("API_PUBLIC_URL", "public_url", _url, "the API's public base URL (for links)"),
+    Option("API_ACCOUNT_LINKS_URL", "links_url", _url, "where account links point instead"),
+)
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     """Everything the API needs to know, with units in the names. Secrets are raw bytes."""
 
     jwt_keys: Mapping[str, bytes]
     jwt_active_kid: str
     password_pepper: bytes
+    accounts: AccountSettings
     jwt_issuer: str = "jobauth"
     jwt_audience: str = "jobauth-api"
     jwt_leeway_s: int = 30
@@ -81,7 +128,11 @@ class ApiSettings:
         values.setdefault("jwt_active_kid", next(iter(values["jwt_keys"])))
         if "ready_timeout_ms" in values:
             values["ready_timeout_s"] = values.pop("ready_timeout_ms") / 1000
-        return cls(**values, metrics_multiproc_dir=metrics_dir.configured(env))
+        return cls(
+            **values,
+            accounts=AccountSettings.from_env(env),
+            metrics_multiproc_dir=metrics_dir.configured(env),
+        )
 
 
 def _checked(name: str, secret: bytes) -> None:

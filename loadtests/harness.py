@@ -8,6 +8,7 @@ project's packages, so the scripts can start before the code they drive exists.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import shutil
@@ -102,6 +103,8 @@ def project_env(uri: str, database: str, extra: Mapping[str, str] | None = None)
     env["MONGODB_URI"] = uri
     env["MONGODB_DATABASE"] = database
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # The consumers load the product's tasks, whose account links need a key: a throwaway one.
+    env.setdefault("API_ACCOUNT_TOKEN_KEYS", f"run:{base64.b64encode(os.urandom(32)).decode()}")
     env.update(extra or {})
     return env
 

@@ -17,6 +17,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import localdb
@@ -103,28 +104,38 @@ def spawn(command: list[str], env: dict[str, str], role: str) -> subprocess.Pope
 
 
 def load_dev_env() -> dict[str, str]:
-    """Read var/dev.env, creating it with fresh random development secrets on first use."""
+    """Read var/dev.env, creating it with fresh random development secrets on first use, and
+    adding any secret a newer version needs to an older file."""
     if not DEV_ENV.exists():
-        DEV_ENV.write_text(generate_dev_env())
+        DEV_ENV.write_text("# Development secrets for `make run`, generated here. Never commit.\n")
         DEV_ENV.chmod(0o600)
+    values = read_env_file(DEV_ENV)
+    missing = {k: make() for k, make in DEV_SECRETS.items() if k not in values}
+    if missing:
+        with DEV_ENV.open("a") as out:
+            out.writelines(f"{key}={value}\n" for key, value in missing.items())
+    return {**values, **missing}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
-    for line in DEV_ENV.read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     return values
 
 
-def generate_dev_env() -> str:
-    def secret() -> str:
-        return base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
+def _secret() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
 
-    return (
-        "# Development secrets for `make run`, generated on this machine. Never commit.\n"
-        f"API_JWT_KEYS=dev1:{secret()}\n"
-        "API_JWT_ACTIVE_KID=dev1\n"
-        f"API_PASSWORD_PEPPER={secret()}\n"
-    )
+
+DEV_SECRETS: dict[str, Callable[[], str]] = {
+    "API_JWT_KEYS": lambda: f"dev1:{_secret()}",
+    "API_JWT_ACTIVE_KID": lambda: "dev1",
+    "API_PASSWORD_PEPPER": _secret,
+    "API_ACCOUNT_TOKEN_KEYS": lambda: f"dev1:{_secret()}",
+}
 
 
 if __name__ == "__main__":

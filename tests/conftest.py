@@ -15,6 +15,7 @@ from pathlib import Path
 
 import localdb
 import pytest
+from apihelpers import secret_env
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -66,6 +67,8 @@ def mongo_env(mongo_uri: str, db_name: str, db: Database[dict[str, object]]) -> 
     env["MONGODB_URI"] = mongo_uri
     env["MONGODB_DATABASE"] = db_name
     env["PYTHONPATH"] = str(ROOT)
+    # The product's tasks (loaded by default) mint account links: they need a key.
+    env["API_ACCOUNT_TOKEN_KEYS"] = secret_env()["API_ACCOUNT_TOKEN_KEYS"]
     return env
 
 

@@ -55,8 +55,7 @@ def login(ctx: AuthContext, body: LoginRequest, *, ip: str, user_agent: str) -> 
     _remember_network(ctx, user, network, now)
     if not user.get("welcome_enqueued", True):
         ctx.events.welcome(user["_id"], email, str(user.get("name", "")))
-    version = int(user.get("token_version", 0))
-    pair, sid = start_session(ctx, user["_id"], version=version, now=now)
+    pair, sid = start_session(ctx, user, now=now, ip=ip, user_agent=user_agent)
     ctx.events.login(user["_id"], sid, ip=ip, user_agent=user_agent, at=now)
     return pair
 

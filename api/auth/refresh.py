@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from api.auth.context import AuthContext, TokenPair
-from api.auth.issue import access_token
+from api.auth.issue import access_token, new_refresh_token
 from api.auth.revocation import end_session
 from api.auth.session_store import Rotation
 from api.auth.user_store import parse_user_id
@@ -29,15 +29,14 @@ def refresh(ctx: AuthContext, refresh_token: str) -> TokenPair:
     if user_id is None:
         raise Unauthorized(code="invalid_token")
     with ctx.admission.operation("users.find"):
-        version = ctx.users.token_version(user_id)
-    if version is None:
+        user = ctx.users.find_for_refresh(user_id)
+    if user is None:
         raise Unauthorized(code="invalid_token")
+    version = int(user.get("token_version", 0))
     expires_at = datetime.fromtimestamp(claims.exp, UTC)
-    replacement = ctx.codec.issue(
-        "refresh", sub=claims.sub, sid=claims.sid, ver=version, now=now, expires_at=expires_at
-    )
+    replacement = new_refresh_token(ctx, claims.sub, claims.sid, version, now, expires_at)
     with ctx.admission.operation("sessions.rotate"):
-        outcome = ctx.sessions.rotate(
+        outcome, auth_time = ctx.sessions.rotate(
             claims.sid, user_id, refresh_token, replacement, now=now, expires_at=expires_at
         )
     if outcome is Rotation.REUSED:
@@ -45,7 +44,15 @@ def refresh(ctx: AuthContext, refresh_token: str) -> TokenPair:
         log.warning("refresh token reuse detected; session revoked user_id=%s", user_id)
         end_session(ctx, user_id, claims.sid, reason="reuse", now=now)
         raise Unauthorized("The session has been revoked.", code="refresh_token_reused")
-    if outcome is not Rotation.ROTATED:
+    if outcome is not Rotation.ROTATED or auth_time is None:
         raise Unauthorized("The session has ended.", code="session_ended")
-    access = access_token(ctx, claims.sub, claims.sid, version, now)
+    access = access_token(
+        ctx,
+        claims.sub,
+        claims.sid,
+        version,
+        now,
+        auth_time=auth_time,
+        email_verified=bool(user.get("email_verified", False)),
+    )
     return TokenPair(access, replacement, ctx.settings.access_ttl_s)

@@ -1,7 +1,11 @@
 """Sessions as refresh-token families, in the `sessions` collection.
 
     {_id: sid, user_id, refresh_digest, created_at, last_used_at, idle_expires_at, expires_at,
-     rotations, revoked_at, revoked_reason}
+     rotations, revoked_at, revoked_reason, ip, user_agent, auth_time}
+
+`auth_time` is when the user last proved who they are in this session (the login, or a
+re-authentication with the password); every access token of the session carries it. `ip` and
+`user_agent` are what the user sees in their session list.
 
 A login starts a family; each refresh rotates it with ONE compare-and-set on the current
 token's SHA-256 digest, so of many concurrent refreshes with one token exactly one wins. A
@@ -26,6 +30,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 COLLECTION = "sessions"
+USER_AGENT_MAX = 256
 
 
 class Rotation(StrEnum):
@@ -66,6 +71,8 @@ class SessionStore:
         *,
         now: datetime,
         expires_at: datetime,
+        ip: str = "",
+        user_agent: str = "",
     ) -> None:
         """Record a new family whose current refresh token is `refresh_token`."""
         self._sessions.insert_one(
@@ -80,6 +87,9 @@ class SessionStore:
                 "rotations": 0,
                 "revoked_at": None,
                 "revoked_reason": None,
+                "ip": ip,
+                "user_agent": user_agent[:USER_AGENT_MAX],
+                "auth_time": now,
             }
         )
 
@@ -92,8 +102,9 @@ class SessionStore:
         *,
         now: datetime,
         expires_at: datetime,
-    ) -> Rotation:
-        """Swap the family's current token `presented` for `replacement` in one atomic write."""
+    ) -> tuple[Rotation, datetime | None]:
+        """Swap the family's current token `presented` for `replacement` in one atomic write;
+        return the outcome and, when rotated, the session's auth_time."""
         digest = token_digest(presented)
         updated = self._sessions.find_one_and_update(
             {
@@ -112,11 +123,11 @@ class SessionStore:
                 },
                 "$inc": {"rotations": 1},
             },
-            projection={"_id": 1},
+            projection={"auth_time": 1, "created_at": 1},
         )
         if updated is not None:
-            return Rotation.ROTATED
-        return self._why_not_rotated(sid, user_id, digest, now)
+            return Rotation.ROTATED, updated.get("auth_time") or updated["created_at"]
+        return self._why_not_rotated(sid, user_id, digest, now), None
 
     def _why_not_rotated(
         self, sid: str, user_id: ObjectId, digest: bytes, now: datetime
@@ -160,6 +171,47 @@ class SessionStore:
             session=session,
         )
         return result.modified_count
+
+    def reauthenticate(
+        self, sid: str, user_id: ObjectId, replacement: str, *, now: datetime
+    ) -> bool:
+        """The user proved their password again in a live session: record the time and make
+        `replacement` its current refresh token (the old one is dead from now); False if the
+        session has ended."""
+        result = self._sessions.update_one(
+            {
+                "_id": sid,
+                "user_id": user_id,
+                "revoked_at": None,
+                "expires_at": {"$gt": now},
+                "idle_expires_at": {"$gt": now},
+            },
+            {
+                "$set": {
+                    "refresh_digest": token_digest(replacement),
+                    "auth_time": now,
+                    "last_used_at": now,
+                },
+                "$inc": {"rotations": 1},
+            },
+        )
+        return result.matched_count == 1
+
+    def live(self, user_id: ObjectId, *, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the user's sessions that have not ended, most recently used first."""
+        return list(
+            self._sessions.find(
+                {
+                    "user_id": user_id,
+                    "revoked_at": None,
+                    "expires_at": {"$gt": now},
+                    "idle_expires_at": {"$gt": now},
+                },
+                {"refresh_digest": 0},
+            )
+            .sort("last_used_at", -1)
+            .limit(limit)
+        )
 
     def get(self, sid: str) -> dict[str, Any] | None:
         """Return a family document (for tests and diagnostics), or None."""

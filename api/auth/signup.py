@@ -18,7 +18,7 @@ from api.errors import RateLimited, ValidationFailed
 from api.schemas import SignupRequest
 
 
-def signup(ctx: AuthContext, body: SignupRequest, *, ip: str) -> TokenPair:
+def signup(ctx: AuthContext, body: SignupRequest, *, ip: str, user_agent: str = "") -> TokenPair:
     """Create an account and return its first token pair (rate-limited per client address)."""
     try:
         email = normalize_email(body.email)
@@ -46,5 +46,6 @@ def signup(ctx: AuthContext, body: SignupRequest, *, ip: str) -> TokenPair:
             now=now,
         )
     ctx.events.welcome(user_id, email, name)
-    pair, _ = start_session(ctx, user_id, version=0, now=now)
+    new_user = {"_id": user_id, "token_version": 0, "email_verified": False}
+    pair, _ = start_session(ctx, new_user, now=now, ip=ip, user_agent=user_agent)
     return pair

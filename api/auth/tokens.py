@@ -47,6 +47,8 @@ class Claims:
     iat: int
     exp: int
     ver: int
+    auth_time: int | None = None  # when the user last proved who they are (access tokens)
+    email_verified: bool = False
 
 
 class TokenCodec:
@@ -72,9 +74,18 @@ class TokenCodec:
         self._leeway_s = leeway_s
 
     def issue(
-        self, typ: TokenType, *, sub: str, sid: str, ver: int, now: datetime, expires_at: datetime
+        self,
+        typ: TokenType,
+        *,
+        sub: str,
+        sid: str,
+        ver: int,
+        now: datetime,
+        expires_at: datetime,
+        extra: Mapping[str, Any] | None = None,
     ) -> str:
-        """Return a signed token of type `typ` for user `sub` in session `sid`."""
+        """Return a signed token of type `typ` for user `sub` in session `sid`; `extra` adds
+        claims (an access token's auth_time and email_verified)."""
         iat = int(now.timestamp())
         claims: dict[str, Any] = {
             "iss": self._issuer,
@@ -87,6 +98,7 @@ class TokenCodec:
             "exp": int(expires_at.timestamp()),
             # 256 bits: refresh tokens are stored as SHA-256 digests, so they must be unguessable.
             "jti": secrets.token_urlsafe(32),
+            **(extra or {}),
         }
         key = self._keys[self._active_kid]
         return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": self._active_kid})
@@ -142,10 +154,23 @@ class TokenCodec:
 def _claims(payload: Mapping[str, Any], expected: TokenType) -> Claims:
     typ, sub, sid, jti = payload["typ"], payload["sub"], payload["sid"], payload["jti"]
     iat, exp, ver = payload["iat"], payload["exp"], payload.get("ver", 0)
+    auth_time, email_verified = payload.get("auth_time"), payload.get("email_verified", False)
     if typ != expected:
         raise Unauthorized(code="wrong_token_type")
     if not all(isinstance(v, str) and v for v in (sub, sid, jti)):
         raise Unauthorized(code="invalid_token")
     if not all(type(v) is int for v in (iat, exp, ver)):
         raise Unauthorized(code="invalid_token")
-    return Claims(sub=sub, sid=sid, jti=jti, typ=expected, iat=iat, exp=exp, ver=ver)
+    if (auth_time is not None and type(auth_time) is not int) or type(email_verified) is not bool:
+        raise Unauthorized(code="invalid_token")
+    return Claims(
+        sub=sub,
+        sid=sid,
+        jti=jti,
+        typ=expected,
+        iat=iat,
+        exp=exp,
+        ver=ver,
+        auth_time=auth_time,
+        email_verified=email_verified,
+    )

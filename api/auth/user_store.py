@@ -36,6 +36,7 @@ AUTH_FIELDS = {
     "created_at": 1,
     "token_version": 1,
     "revoked_sessions": 1,
+    "email_verified": 1,
 }
 
 
@@ -85,6 +86,7 @@ class UserStore:
             "token_version": 0,
             "revoked_sessions": [],
             "known_networks": [{"net": network, "seen": now}],
+            "email_verified": False,
             "welcome_enqueued": False,
         }
         try:
@@ -104,6 +106,8 @@ class UserStore:
                 "welcome_enqueued": 1,
                 "name": 1,
                 "known_networks": 1,
+                "email_verified": 1,
+                "first_login_done": 1,
             },
         )
         return doc
@@ -150,10 +154,12 @@ class UserStore:
         )
         return doc
 
-    def token_version(self, user_id: ObjectId) -> int | None:
-        """Return the account's current token version, or None if it no longer exists."""
-        doc: dict[str, Any] | None = self._users.find_one({"_id": user_id}, {"token_version": 1})
-        return None if doc is None else int(doc.get("token_version", 0))
+    def find_for_refresh(self, user_id: ObjectId) -> dict[str, Any] | None:
+        """Return what a refresh needs (token version, verified flag), or None if it is gone."""
+        doc: dict[str, Any] | None = self._users.find_one(
+            {"_id": user_id}, {"token_version": 1, "email_verified": 1}
+        )
+        return doc
 
     def end_all_tokens(self, user_id: ObjectId, *, session: ClientSession | None = None) -> int:
         """Invalidate every access token issued so far; return the new token version."""

@@ -71,7 +71,8 @@ class SignupResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, SignupRequest)
-        pair = signup(self._auth, body, ip=client_ip(req, self._auth.settings.trusted_proxy_hops))
+        ip = client_ip(req, self._auth.settings.trusted_proxy_hops)
+        pair = signup(self._auth, body, ip=ip, user_agent=req.user_agent or "")
         send_tokens(resp, pair, 201)
 
 

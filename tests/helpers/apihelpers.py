@@ -26,6 +26,7 @@ def secret_env() -> dict[str, str]:
         "API_JWT_KEYS": f"k2:{b64_secret()},k1:{b64_secret()}",
         "API_JWT_ACTIVE_KID": "k2",
         "API_PASSWORD_PEPPER": b64_secret(),
+        "API_ACCOUNT_TOKEN_KEYS": f"t1:{b64_secret()}",
         "API_BCRYPT_COST": "4",
     }
 
