@@ -11,9 +11,9 @@ in the worker process; tests pass a fresh database and a real JobStore.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import falcon
 import pymongo
@@ -21,10 +21,12 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from api.admission import Admission
+from api.auth.account_tokens import AccountTokens
 from api.auth.context import AuthContext
 from api.auth.events import AccountEvents
 from api.auth.limits import Action, Backoff, Policy, RateLimits, Window
 from api.auth.passwords import HashPool, PasswordHasher
+from api.auth.security_log import SecurityLog
 from api.auth.session_store import SessionStore
 from api.auth.tokens import TokenCodec
 from api.auth.user_store import UserStore
@@ -38,6 +40,8 @@ from api.middleware import (
     SecurityHeadersMiddleware,
 )
 from api.openapi import build_spec
+from api.pages import StaticResource
+from api.pages.account import ResetPasswordPage, VerifyEmailPage
 from api.resources.accounts import (
     LoginResource,
     LogoutResource,
@@ -49,6 +53,19 @@ from api.resources.accounts import (
 from api.resources.docs import DocsAssetResource, DocsPageResource, OpenApiResource
 from api.resources.health import HealthResource, MetricsResource, ReadyResource
 from api.resources.jobs import JobResource, JobsResource
+from api.resources.me import (
+    PasswordResource,
+    ReauthenticateResource,
+    SecurityEventsResource,
+    SessionResource,
+    SessionsResource,
+)
+from api.resources.recovery import (
+    ForgotPasswordResource,
+    ResetPasswordResource,
+    VerificationMailResource,
+    VerifyEmailResource,
+)
 from api.settings import ApiSettings
 from queue_worker import JobStore
 
@@ -76,6 +93,10 @@ def rate_limit_policies(settings: ApiSettings) -> dict[Action, Policy]:
         Action.LOGIN_ACCOUNT: Window(
             settings.login_max_failures_per_account, settings.login_account_window_s
         ),
+        Action.VERIFY_RESEND: Window(1, settings.accounts.verify_cooldown_s),
+        Action.FORGOT_CLIENT: Window(settings.accounts.forgot_max_per_ip, 60),
+        Action.FORGOT_ADDRESS: Window(settings.accounts.forgot_max_per_address, 3600),
+        Action.NEW_DEVICE_MAIL: Window(1, 3600),
     }
 
 
@@ -96,7 +117,9 @@ def create_app(
     users = UserStore(db)
     sessions = SessionStore(db, idle_s=settings.session_idle_s)
     limits = RateLimits(db, rate_limit_policies(settings))
-    _ensure_indexes(users, sessions, limits, settings.ready_timeout_s)
+    tokens = AccountTokens(db, settings.accounts.token_keys)
+    security = SecurityLog(db)
+    _ensure_indexes((users, sessions, limits, tokens, security), settings.ready_timeout_s)
     pool = hash_pool or HashPool(settings.hash_threads, metrics, niceness=settings.hash_niceness)
     auth = AuthContext(
         settings=settings,
@@ -113,6 +136,8 @@ def create_app(
             leeway_s=settings.jwt_leeway_s,
         ),
         events=AccountEvents(job_store, users, admission, metrics),
+        tokens=tokens,
+        security=security,
         admission=admission,
         metrics=metrics,
         clock=clock,
@@ -134,6 +159,15 @@ def create_app(
         ("/users/logout", LogoutResource(auth)),
         ("/users/logout-all", LogoutResource(auth, everywhere=True)),
         ("/users/profile", ProfileResource()),
+        ("/users/verify-email", VerifyEmailResource(auth)),
+        ("/users/forgot-password", ForgotPasswordResource(auth)),
+        ("/users/reset-password", ResetPasswordResource(auth)),
+        ("/users/me/verify-email", VerificationMailResource(auth)),
+        ("/users/me/password", PasswordResource(auth)),
+        ("/users/me/sessions", SessionsResource(auth)),
+        ("/users/me/sessions/{session_id}", SessionResource(auth)),
+        ("/users/me/reauthenticate", ReauthenticateResource(auth)),
+        ("/users/me/security-events", SecurityEventsResource(auth)),
         ("/users/{user_id}", PublicUserResource(users, admission)),
         ("/jobs", JobsResource(job_store, settings, admission)),
         ("/jobs/{job_id}", JobResource(job_store, admission)),
@@ -149,19 +183,23 @@ def create_app(
     task_schema["enum"] = sorted(settings.submittable_tasks)
     app.add_route("/openapi.json", OpenApiResource(spec))
     app.add_route("/docs", DocsPageResource())
+    app.add_route("/account/reset-password", ResetPasswordPage())
+    app.add_route("/account/verify-email", VerifyEmailPage())
+    app.add_route("/static/{name}", StaticResource())
     app.add_route("/docs/{name}", DocsAssetResource())
     return app
 
 
-def _ensure_indexes(
-    users: UserStore, sessions: SessionStore, limits: RateLimits, timeout_s: float
-) -> None:
+class _Indexed(Protocol):
+    def ensure_indexes(self) -> None: ...
+
+
+def _ensure_indexes(stores: Iterable[_Indexed], timeout_s: float) -> None:
     # A database that is down at start must not stop the app from serving /healthz or 503s;
     # the unique email index is re-tried before every sign-up until it exists.
     try:
         with pymongo.timeout(timeout_s):
-            users.ensure_indexes()
-            sessions.ensure_indexes()
-            limits.ensure_indexes()
+            for store in stores:
+                store.ensure_indexes()
     except PyMongoError as exc:
         log.warning("could not create indexes at start: %s", type(exc).__name__)

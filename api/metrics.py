@@ -20,10 +20,20 @@ from prometheus_client import (
     generate_latest,
 )
 
+from api.auth.security_log import EventType
 from runtime.metrics_files import LockedMultiProcessCollector
 from runtime.process_tree import ProcessTreeCollector
 
 _LATENCY_BUCKETS_S = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ACCOUNT_FLOW_OUTCOMES = (
+    ("verify_email", "ok"),
+    ("verify_email", "invalid_token"),
+    ("forgot_password", "ok"),
+    ("forgot_password", "suppressed"),
+    ("reset_password", "ok"),
+    ("reset_password", "invalid_token"),
+    ("change_password", "ok"),
+)
 _BCRYPT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -88,6 +98,23 @@ class ApiMetrics:
             ["reason"],
             registry=r,
         )
+        self.account_flows = Counter(
+            "auth_account_flows_total",
+            "Account recovery and control flows by flow (verify_email, forgot_password, "
+            "reset_password, change_password) and outcome (ok, invalid_token, suppressed).",
+            ["flow", "outcome"],
+            registry=r,
+        )
+        for flow, outcome in ACCOUNT_FLOW_OUTCOMES:
+            self.account_flows.labels(flow, outcome)
+        self.security_events = Counter(
+            "auth_security_events_total",
+            "Security events recorded in users' security logs, by type.",
+            ["type"],
+            registry=r,
+        )
+        for event in EventType:
+            self.security_events.labels(event.value)
         self.rate_limited = Counter(
             "auth_rate_limited_total",
             "Requests refused by a rate limit, by scope (account, ip, signup_ip).",

@@ -94,11 +94,16 @@ class MetricsMiddleware:
 
 
 class SecurityHeadersMiddleware:
-    """Set the security headers on every response, errors included."""
+    """Set the security headers on every response, errors included: the API's, the docs', or
+    those a page's responder chose (`resp.context.headers`, see api/pages) when it succeeded."""
 
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, ok: bool
     ) -> None:
+        chosen = getattr(resp.context, "headers", None)
+        if chosen is not None and resp.status_code < 400:
+            resp.set_headers(chosen)
+            return
         is_docs_asset = req.path.startswith("/docs") and resp.status_code == 200
         resp.set_headers(DOCS_HEADERS if is_docs_asset else API_HEADERS)
 

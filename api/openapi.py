@@ -26,7 +26,7 @@ _PATH_PARAM_RE = re.compile(r"{(\w+)}")
 _METHODS = ("get", "post", "put", "patch", "delete")
 _ERROR_DESCRIPTIONS = {
     400: "Malformed request",
-    401: "Missing, invalid, expired or revoked token",
+    401: "Missing, invalid, expired or revoked token (or a password that is not correct)",
     404: "Not found",
     408: "The body did not arrive in time",
     409: "Conflict",

@@ -63,6 +63,29 @@ class RefreshRequest(Strict):
     refresh_token: Token | None = None
 
 
+class VerifyEmailRequest(Strict):
+    token: Token
+
+
+class ForgotPasswordRequest(Strict):
+    email: LoginEmail
+
+
+class ResetPasswordRequest(Strict):
+    token: Token
+    password: NewPassword
+
+
+class ChangePasswordRequest(Strict):
+    current_password: AnyPassword
+    new_password: NewPassword
+    keep_other_sessions: bool = False
+
+
+class ReauthenticateRequest(Strict):
+    password: AnyPassword
+
+
 class JobRequest(Strict):
     FREE_FORM = frozenset({"payload"})
 
@@ -86,12 +109,41 @@ class ProfileResponse(msgspec.Struct):
     email: str
     age: int | None
     created_at: datetime
+    email_verified: bool
 
 
 class PublicUserResponse(msgspec.Struct):
     id: str
     name: str
     created_at: datetime
+
+
+class SessionResponse(msgspec.Struct):
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    ip: str
+    user_agent: str
+    current: bool
+
+
+class SessionsResponse(msgspec.Struct):
+    sessions: list[SessionResponse]
+
+
+class SecurityEventResponse(msgspec.Struct):
+    id: str
+    type: str
+    at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+class SecurityEventsPage(msgspec.Struct):
+    events: list[SecurityEventResponse]
+    # Pass as ?before= for the next (older) page; null on the last page.
+    next_before: str | None
 
 
 class JobAccepted(msgspec.Struct):

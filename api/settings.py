@@ -33,6 +33,9 @@ class AccountSettings:
     token_keys: Mapping[str, bytes]
     public_url: str = "http://127.0.0.1:8000"
     links_url: str = ""  # empty: the API's own pages, {public_url}/account
+    verify_cooldown_s: int = 60
+    forgot_max_per_ip: int = 20
+    forgot_max_per_address: int = 3
 
     def __post_init__(self) -> None:
         for kid, secret in self.token_keys.items():
@@ -67,6 +70,24 @@ ACCOUNT_OPTIONS: tuple[Option[Any], ...] = (
     ),
     Option("API_PUBLIC_URL", "public_url", _url, "the API's public base URL (for links)"),
     Option("API_ACCOUNT_LINKS_URL", "links_url", _url, "where account links point instead"),
+    Option(
+        "API_VERIFY_COOLDOWN_S",
+        "verify_cooldown_s",
+        envspec.integer(1, 86400),
+        "least time between two verification mails",
+    ),
+    Option(
+        "API_FORGOT_MAX_PER_IP",
+        "forgot_max_per_ip",
+        envspec.integer(1, 10**6),
+        "reset requests per minute per client address (beyond: 429)",
+    ),
+    Option(
+        "API_FORGOT_MAX_PER_ADDRESS",
+        "forgot_max_per_address",
+        envspec.integer(1, 1000),
+        "reset mails per hour per address (beyond: silently none)",
+    ),
 )
 
 

@@ -93,23 +93,31 @@ class AccountTokens:
     def redeem(self, purpose: Purpose, token: str, *, now: datetime) -> Redeemed | None:
         """Consume a token of `purpose` once: return what it was for, or None if it is unknown,
         used, replaced, expired, for another purpose or malformed."""
-        kid, sep, _ = token.partition(".")
-        if not sep or kid not in self._keys or len(token) > MAX_TOKEN_CHARS:
-            return None
-        doc = self._tokens.find_one_and_delete(
-            {
-                "digest": self._digest(kid, token),
-                "purpose": purpose.value,
-                "expires_at": {"$gt": now},
-            }
-        )
-        if doc is None:
-            return None
-        return Redeemed(purpose, doc["user_id"], doc.get("email"))
+        live = self._live(purpose, token, now)
+        doc = self._tokens.find_one_and_delete(live) if live is not None else None
+        return None if doc is None else Redeemed(purpose, doc["user_id"], doc.get("email"))
+
+    def peek(self, purpose: Purpose, token: str, *, now: datetime) -> Redeemed | None:
+        """Return what a live token is for without spending it (a flow that checks its input
+        before it redeems), or None."""
+        live = self._live(purpose, token, now)
+        doc = self._tokens.find_one(live) if live is not None else None
+        return None if doc is None else Redeemed(purpose, doc["user_id"], doc.get("email"))
 
     def forget(self, purpose: Purpose, user_id: ObjectId) -> None:
         """Drop the user's outstanding token of `purpose` (it was made pointless)."""
         self._tokens.delete_one({"_id": f"{purpose.value}:{user_id}"})
+
+    def _live(self, purpose: Purpose, token: str, now: datetime) -> dict[str, Any] | None:
+        """Return the filter of the live token `token` of `purpose`; None if it is malformed."""
+        kid, sep, _ = token.partition(".")
+        if not sep or kid not in self._keys or len(token) > MAX_TOKEN_CHARS:
+            return None
+        return {
+            "digest": self._digest(kid, token),
+            "purpose": purpose.value,
+            "expires_at": {"$gt": now},
+        }
 
     def _digest(self, kid: str, token: str) -> str:
         return hmac.new(self._keys[kid], token.encode(), hashlib.sha256).hexdigest()

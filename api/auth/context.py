@@ -17,8 +17,10 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from api.admission import Admission
+from api.auth.account_tokens import AccountTokens
 from api.auth.limits import RateLimits
 from api.auth.passwords import PasswordHasher
+from api.auth.security_log import SecurityLog
 from api.auth.session_store import SessionStore
 from api.auth.tokens import Claims, TokenCodec
 from api.auth.user_store import UserStore
@@ -46,6 +48,14 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class Client:
+    """Where a request came from, as the user sees it in their sessions and security log."""
+
+    ip: str
+    user_agent: str
+
+
+@dataclass(frozen=True)
 class AuthContext:
     """The stores, services and settings the account flows share."""
 
@@ -57,6 +67,8 @@ class AuthContext:
     hasher: PasswordHasher
     codec: TokenCodec
     events: AccountEvents
+    tokens: AccountTokens
+    security: SecurityLog
     admission: Admission
     metrics: ApiMetrics
     clock: Callable[[], datetime]

@@ -31,7 +31,10 @@ ENQUEUE_ATTEMPTS = 3
 USER_AGENT_MAX = 256
 WELCOME = "user.created"
 LOGIN = "user.login"
-TASKS = (WELCOME, LOGIN)
+VERIFY_EMAIL = "user.verify_email"
+PASSWORD_RESET = "user.password_reset"
+SECURITY_NOTICE = "user.security_notice"
+TASKS = (WELCOME, LOGIN, VERIFY_EMAIL, PASSWORD_RESET, SECURITY_NOTICE)
 
 
 class AccountEvents:
@@ -67,6 +70,35 @@ class AccountEvents:
             "at": at.isoformat(),
         }
         self._enqueue(LOGIN, payload, idempotency_key=f"{LOGIN}:{sid}")
+
+    def verification(self, user_id: ObjectId, *, window: str) -> None:
+        """Enqueue a fresh verification mail (one per user and cooldown window)."""
+        self._enqueue(
+            VERIFY_EMAIL,
+            {"user_id": str(user_id)},
+            idempotency_key=f"{VERIFY_EMAIL}:{user_id}:{window}",
+        )
+
+    def password_reset(self, email: str, *, request_id: str) -> None:
+        """Enqueue the reset mail for an address; the job finds out whether it has an account,
+        so the API does the same work for every address."""
+        self._enqueue(
+            PASSWORD_RESET, {"email": email}, idempotency_key=f"{PASSWORD_RESET}:{request_id}"
+        )
+
+    def security_notice(
+        self, user_id: ObjectId, event_id: ObjectId, event: str, *, where: str | None
+    ) -> None:
+        """Enqueue the mail about one security event (one mail per event); `where` is the
+        client address it came from, if any."""
+        payload = {"user_id": str(user_id), "event_id": str(event_id), "event": event}
+        if where:
+            payload["where"] = where
+        self._enqueue(
+            SECURITY_NOTICE,
+            payload,
+            idempotency_key=f"{SECURITY_NOTICE}:{event_id}",
+        )
 
     def _enqueue(self, task: str, payload: dict[str, Any], *, idempotency_key: str) -> bool:
         for _ in range(ENQUEUE_ATTEMPTS):

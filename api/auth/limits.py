@@ -46,6 +46,10 @@ class Action(StrEnum):
     LOGIN_PAIR = "account_ip"  # failed logins of one account from one client address
     LOGIN_IP = "ip"  # failed logins from one client address, any account
     LOGIN_ACCOUNT = "account"  # consecutive failed logins of one account, any address
+    VERIFY_RESEND = "verify_resend"  # verification mails asked for by one account
+    FORGOT_CLIENT = "forgot_ip"  # reset requests from one client address (refused: 429)
+    FORGOT_ADDRESS = "forgot_address"  # reset mails to one address (beyond: silently none)
+    NEW_DEVICE_MAIL = "new_device_mail"  # new-device login mails to one account
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,10 @@ class RateLimits:
     def __init__(self, db: Database[Any], policies: Mapping[Action, Policy]) -> None:
         self._counters: Collection[Doc] = db[COLLECTION]
         self._policies = dict(policies)
+
+    def window_s(self, action: Action) -> int:
+        """Return the length of a Window action's windows, in seconds."""
+        return self._window(action).window_s
 
     def ensure_indexes(self) -> None:
         """Create the TTL index that drops counters of finished windows and forgotten records."""

@@ -1,13 +1,12 @@
-"""Login: check email and password, start a session, without handing strangers a lockout button.
+"""Login: check email and password, start a session, and tell the user about a new device.
 
-read the attempt counters (one round trip) and the account → refuse what the limits refuse, for
-this client: its own failures against this account back off exponentially; its failures against
-any account are capped per window; an account's consecutive failures from anywhere are capped
-too, but a network the user has logged in from before is let through, so strangers cannot lock a
-user out → check the password (the same work and the same answer for an unknown email and a
-wrong password) → a failure is counted against all three, a success resets the account's runs
-→ remember the network → enqueue a missing welcome mail → start a session → enqueue the login
-audit.
+read the attempt counters and the account → let the attempt go ahead or refuse it (attempts.py:
+exponential delays per client, caps per address and per account, never a lockout of the user's
+own network) → check the password (the same work and the same answer for an unknown email and a
+wrong password; a wrong one is a failed-login event in the user's security log) → end the runs
+of failures → a network not seen in 90 days, after the first login, is a new-device event,
+mailed at most once an hour → remember the network → enqueue a missing welcome mail → start a
+session → enqueue the login audit (which records the successful login in the security log).
 """
 
 from __future__ import annotations
@@ -15,98 +14,66 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from api.auth import attempts
 from api.auth.addresses import lookup_key
-from api.auth.context import AuthContext, TokenPair
+from api.auth.context import AuthContext, Client, TokenPair
 from api.auth.issue import start_session
-from api.auth.limits import Action, Counter, account_key
+from api.auth.limits import Action
 from api.auth.networks import REFRESH_AFTER, is_known, last_seen, network_digest
+from api.auth.notices import record_event
+from api.auth.security_log import EventType
 from api.errors import RateLimited, ServiceUnavailable, Unauthorized
 from api.schemas import LoginRequest
 
-Keys = tuple[tuple[Action, str], ...]
 
-
-def login(ctx: AuthContext, body: LoginRequest, *, ip: str, user_agent: str) -> TokenPair:
+def login(ctx: AuthContext, body: LoginRequest, *, client: Client) -> TokenPair:
     """Check the credentials and return a new session's token pair; raise Unauthorized."""
     email = lookup_key(body.email)
     now = ctx.clock()
-    account = account_key(email)
-    keys: Keys = (
-        (Action.LOGIN_PAIR, f"{account}:{ip}"),
-        (Action.LOGIN_IP, ip),
-        (Action.LOGIN_ACCOUNT, account),
-    )
-    with ctx.admission.operation("rate_limits.read"):
-        counters = ctx.limits.read(keys, now=now)
+    keys, counters = attempts.read_counters(ctx, email, client.ip, now=now)
     with ctx.admission.operation("users.find"):
         user = ctx.users.find_for_login(email)
-    network = network_digest(ctx.settings.password_pepper, ip)
+    network = network_digest(ctx.settings.password_pepper, client.ip)
     known = user is not None and is_known(user, network, now)
-    reserved = _take_turn(ctx, keys, counters, known_network=known, now=now)
+    attempt = attempts.begin(ctx, keys, counters, known_network=known, now=now)
     stored_hash = user["password_hash"] if user is not None else None
     if not ctx.hasher.verify(body.password, stored_hash) or user is None:
-        unrecorded = [(a, k) for a, k in keys if not (reserved and a is Action.LOGIN_PAIR)]
-        with ctx.admission.operation("rate_limits.record"):
-            ctx.limits.record_failure(unrecorded, now=now)
-        ctx.metrics.login_failures.labels("bad_credentials").inc()
+        attempts.failed(ctx, attempt)
+        if user is not None:
+            record_event(ctx, user["_id"], EventType.LOGIN_FAILED, now=now, client=client)
         # One body for unknown email and wrong password: nothing tells them apart.
         raise Unauthorized("Invalid email or password.", code="invalid_credentials")
-    _forget_failures(ctx, keys, counters, now, reserved=reserved)
+    attempts.succeeded(ctx, attempt)
+    if not user.get("first_login_done"):
+        _first_login(ctx, user)  # a new account has no usual network yet: no alert
+    elif not known:
+        _new_network(ctx, user, client, now)
     _remember_network(ctx, user, network, now)
     if not user.get("welcome_enqueued", True):
         ctx.events.welcome(user["_id"], email, str(user.get("name", "")))
-    pair, sid = start_session(ctx, user, now=now, ip=ip, user_agent=user_agent)
-    ctx.events.login(user["_id"], sid, ip=ip, user_agent=user_agent, at=now)
+    pair, sid = start_session(ctx, user, now=now, ip=client.ip, user_agent=client.user_agent)
+    ctx.events.login(user["_id"], sid, ip=client.ip, user_agent=client.user_agent, at=now)
     return pair
 
 
-def _take_turn(
-    ctx: AuthContext,
-    keys: Keys,
-    counters: dict[Action, Counter],
-    *,
-    known_network: bool,
-    now: datetime,
-) -> bool:
-    """Raise RateLimited if this attempt may not go ahead now (counted in the metrics); once
-    this client has failures against the account, reserve its turn atomically. Return whether a
-    turn was reserved."""
-    refusal: RateLimited | None = None
-    for action, _ in keys:
-        if action is Action.LOGIN_ACCOUNT and known_network:
-            continue  # the user's own network is not blocked by strangers' failures
-        refusal = refusal or ctx.limits.over(action, counters[action], now=now)
+def _first_login(ctx: AuthContext, user: dict[str, Any]) -> None:
     try:
-        if refusal is not None:
-            raise refusal
-        pair_key = dict(keys)[Action.LOGIN_PAIR]
-        with ctx.admission.operation("rate_limits.reserve"):
-            return ctx.limits.reserve(
-                Action.LOGIN_PAIR, pair_key, counters[Action.LOGIN_PAIR], now=now
-            )
-    except RateLimited as exc:
-        ctx.metrics.rate_limited.labels(exc.scope).inc()
-        ctx.metrics.login_failures.labels("rate_limited").inc()
-        raise
-
-
-def _forget_failures(
-    ctx: AuthContext, keys: Keys, counters: dict[Action, Counter], now: datetime, *, reserved: bool
-) -> None:
-    """A success ends this client's and this account's run of failures (the address's window
-    count stays: it spans accounts). Nothing is written when there was no run."""
-    runs = [
-        (a, k)
-        for a, k in keys
-        if a is not Action.LOGIN_IP and (counters[a].count or (reserved and a is Action.LOGIN_PAIR))
-    ]
-    if not runs:
-        return
-    try:
-        with ctx.admission.operation("rate_limits.reset"):
-            ctx.limits.reset(runs, now=now)
+        with ctx.admission.operation("users.mark_first_login"):
+            ctx.users.mark_first_login(user["_id"])
     except ServiceUnavailable:
-        pass  # Failing a good login over bookkeeping would be worse than a stale counter.
+        pass
+
+
+def _new_network(ctx: AuthContext, user: dict[str, Any], client: Client, now: datetime) -> None:
+    """A login from a network not seen in 90 days: a security event, mailed at most once an
+    hour."""
+    try:
+        with ctx.admission.operation("rate_limits.consume"):
+            ctx.limits.consume(Action.NEW_DEVICE_MAIL, str(user["_id"]), now=now)
+        mail = True
+    except (RateLimited, ServiceUnavailable):
+        mail = False  # logged, not mailed: one such mail an hour is enough
+    record_event(ctx, user["_id"], EventType.NEW_DEVICE_LOGIN, now=now, client=client, mail=mail)
 
 
 def _remember_network(ctx: AuthContext, user: dict[str, Any], network: str, now: datetime) -> None:

@@ -1,9 +1,11 @@
-"""Logout: end this session, or every session of the user (revocation.py does the writing)."""
+"""Logout: end this session, or every session of the user (revocation.py does the writing).
+Ending every session needs recent authentication (sessions.RECENT_AUTH_S)."""
 
 from __future__ import annotations
 
 from api.auth.context import AuthContext, Principal
 from api.auth.revocation import end_all_sessions, end_session
+from api.auth.sessions import require_recent_auth
 
 
 def logout(ctx: AuthContext, principal: Principal) -> None:
@@ -13,4 +15,5 @@ def logout(ctx: AuthContext, principal: Principal) -> None:
 
 def logout_all(ctx: AuthContext, principal: Principal) -> None:
     """End every session of the caller and every access token issued before now."""
+    require_recent_auth(ctx, principal)
     end_all_sessions(ctx, principal.user_id, reason="logout_all", now=ctx.clock())

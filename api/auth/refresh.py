@@ -3,7 +3,7 @@
 verify the signature → read the user's token version → swap the family's current digest for
 the replacement in ONE compare-and-set (of concurrent refreshes with one token exactly one wins)
 → a validly signed token that is no longer current can only be a replay: end the family and its
-access tokens together (revocation.py) → issue the new pair.
+access tokens together (revocation.py), log it and tell the user → issue the new pair.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from api.auth.context import AuthContext, TokenPair
+from api.auth.context import AuthContext, Client, TokenPair
 from api.auth.issue import access_token, new_refresh_token
+from api.auth.notices import record_event
 from api.auth.revocation import end_session
+from api.auth.security_log import EventType
 from api.auth.session_store import Rotation
 from api.auth.user_store import parse_user_id
 from api.errors import Unauthorized
@@ -21,8 +23,9 @@ from api.errors import Unauthorized
 log = logging.getLogger("api.auth")
 
 
-def refresh(ctx: AuthContext, refresh_token: str) -> TokenPair:
-    """Rotate `refresh_token` and return the new pair; raise Unauthorized."""
+def refresh(ctx: AuthContext, refresh_token: str, *, client: Client | None = None) -> TokenPair:
+    """Rotate `refresh_token` and return the new pair; raise Unauthorized. A replay is recorded
+    in the user's security log and mailed to them."""
     now = ctx.clock()
     claims = ctx.codec.verify(refresh_token, "refresh", now=now)
     user_id = parse_user_id(claims.sub)
@@ -43,6 +46,7 @@ def refresh(ctx: AuthContext, refresh_token: str) -> TokenPair:
         ctx.metrics.refresh_reuse_detected.inc()
         log.warning("refresh token reuse detected; session revoked user_id=%s", user_id)
         end_session(ctx, user_id, claims.sid, reason="reuse", now=now)
+        record_event(ctx, user_id, EventType.REFRESH_REUSE_DETECTED, now=now, client=client)
         raise Unauthorized("The session has been revoked.", code="refresh_token_reused")
     if outcome is not Rotation.ROTATED or auth_time is None:
         raise Unauthorized("The session has ended.", code="session_ended")

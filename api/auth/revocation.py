@@ -24,6 +24,12 @@ from pymongo.write_concern import WriteConcern
 from api.auth.context import AuthContext
 
 TRANSIENT = "TransientTransactionError"
+
+
+class PasswordRaced(Exception):
+    """The password changed between its check and the write that replaces it."""
+
+
 ATTEMPTS = 10
 BACKOFF_S = 0.005
 
@@ -45,15 +51,44 @@ def end_session(
         _in_transaction(ctx, both)
 
 
-def end_all_sessions(ctx: AuthContext, user_id: ObjectId, *, reason: str, now: datetime) -> None:
-    """End every session of the user and every access token issued before now."""
+def end_all_sessions(
+    ctx: AuthContext,
+    user_id: ObjectId,
+    *,
+    reason: str,
+    now: datetime,
+    password_hash: str | None = None,
+    verified: bool = False,
+    expected_hash: str | None = None,
+) -> None:
+    """End every session of the user and every access token issued before now; with a
+    `password_hash`, set it in the same transaction (and mark the address verified). With
+    `expected_hash`, nothing happens unless that is still the password hash: PasswordRaced."""
 
-    def both(session: ClientSession) -> None:
-        ctx.users.end_all_tokens(user_id, session=session)
+    def together(session: ClientSession) -> None:
+        version = ctx.users.end_all_tokens(
+            user_id,
+            password_hash=password_hash,
+            verified=verified,
+            expected_hash=expected_hash,
+            session=session,
+        )
+        if version is None:
+            raise PasswordRaced()  # aborts the transaction
         ctx.sessions.revoke_all(user_id, reason=reason, now=now, session=session)
 
     with ctx.admission.operation("sessions.end_all"):
-        _in_transaction(ctx, both)
+        _in_transaction(ctx, together)
+
+
+def reset_password_and_end_sessions(
+    ctx: AuthContext, user_id: ObjectId, password_hash: str, *, now: datetime
+) -> None:
+    """A reset: the new password, the address verified (the mailed link proved it), and every
+    session and access token ended, all or nothing."""
+    end_all_sessions(
+        ctx, user_id, reason="password_reset", now=now, password_hash=password_hash, verified=True
+    )
 
 
 def _in_transaction(ctx: AuthContext, writes: Callable[[ClientSession], None]) -> None:

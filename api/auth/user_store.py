@@ -161,16 +161,36 @@ class UserStore:
         )
         return doc
 
-    def end_all_tokens(self, user_id: ObjectId, *, session: ClientSession | None = None) -> int:
-        """Invalidate every access token issued so far; return the new token version."""
+    def end_all_tokens(
+        self,
+        user_id: ObjectId,
+        *,
+        password_hash: str | None = None,
+        verified: bool = False,
+        expected_hash: str | None = None,
+        session: ClientSession | None = None,
+    ) -> int | None:
+        """Invalidate every access token issued so far (and set a new password hash, and mark
+        the address verified, in the same write); return the new token version. With
+        `expected_hash`, only while that is still the password hash: None if it is not."""
+        changes: dict[str, Any] = {}
+        if password_hash is not None:
+            changes["password_hash"] = password_hash
+        if verified:
+            changes["email_verified"] = True
+        query: dict[str, Any] = {"_id": user_id}
+        if expected_hash is not None:
+            query["password_hash"] = expected_hash
         doc = self._users.find_one_and_update(
-            {"_id": user_id},
-            {"$inc": {"token_version": 1}},
+            query,
+            {"$inc": {"token_version": 1}, **({"$set": changes} if changes else {})},
             projection={"token_version": 1},
             return_document=ReturnDocument.AFTER,
             session=session,
         )
-        return 0 if doc is None else int(doc["token_version"])
+        if doc is None:
+            return None if expected_hash is not None else 0
+        return int(doc["token_version"])
 
     def revoke_session_access(
         self,
@@ -196,6 +216,53 @@ class UserStore:
             [{"$set": {"revoked_sessions": {"$concatArrays": [still_needed, [entry]]}}}],
             session=session,
         )
+
+    def mark_verified(self, user_id: ObjectId, *, email: str) -> bool:
+        """Mark the address verified if it is still `email`; False if it is not."""
+        result = self._users.update_one(
+            {"_id": user_id, "email": email}, {"$set": {"email_verified": True}}
+        )
+        return result.matched_count == 1
+
+    def email_of(self, user_id: ObjectId) -> str | None:
+        """Return the account's address, or None if the account is gone."""
+        doc = self._users.find_one({"_id": user_id}, {"email": 1})
+        return None if doc is None else str(doc["email"])
+
+    def find_for_password(self, user_id: ObjectId) -> dict[str, Any] | None:
+        """Return what checking the account's current password needs (hash, address)."""
+        doc: dict[str, Any] | None = self._users.find_one(
+            {"_id": user_id}, {"password_hash": 1, "email": 1, "token_version": 1,
+                               "email_verified": 1, "name": 1}
+        )  # fmt: skip
+        return doc
+
+    def set_password(self, user_id: ObjectId, password_hash: str, *, expected_hash: str) -> bool:
+        """Replace the account's password hash if it is still `expected_hash` (sessions stay;
+        see revocation.py to end them); False if another change came first."""
+        result = self._users.update_one(
+            {"_id": user_id, "password_hash": expected_hash},
+            {"$set": {"password_hash": password_hash}},
+        )
+        return result.modified_count == 1
+
+    def find_by_email(self, email: str) -> dict[str, Any] | None:
+        """Return the id, name and verification state of the account with this address."""
+        doc: dict[str, Any] | None = self._users.find_one(
+            {"email": email}, {"name": 1, "email": 1, "email_verified": 1}
+        )
+        return doc
+
+    def find_contact(self, user_id: ObjectId) -> dict[str, Any] | None:
+        """Return what mail to the user needs: address, name, verification state."""
+        doc: dict[str, Any] | None = self._users.find_one(
+            {"_id": user_id}, {"name": 1, "email": 1, "email_verified": 1}
+        )
+        return doc
+
+    def mark_first_login(self, user_id: ObjectId) -> None:
+        """Record that the user has logged in since signing up (new-device alerts start)."""
+        self._users.update_one({"_id": user_id}, {"$set": {"first_login_done": True}})
 
     def mark_welcome_enqueued(self, user_id: ObjectId) -> None:
         """Record that the user.created job is in the queue."""

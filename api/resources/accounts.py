@@ -9,7 +9,7 @@ from __future__ import annotations
 import falcon
 
 from api.admission import Admission
-from api.auth.context import AuthContext, Principal, TokenPair
+from api.auth.context import AuthContext, Client, Principal, TokenPair
 from api.auth.login import login
 from api.auth.logout import logout, logout_all
 from api.auth.refresh import refresh
@@ -49,6 +49,11 @@ def client_ip(req: falcon.Request, trusted_proxy_hops: int) -> str:
     forwarded = [part.strip() for part in (req.get_header("X-Forwarded-For") or "").split(",")]
     chain = [address for address in forwarded if address] + [peer]
     return chain[max(0, len(chain) - 1 - trusted_proxy_hops)][:64]
+
+
+def client_of(req: falcon.Request, auth: AuthContext) -> Client:
+    """Return where the request came from (the address our proxies vouch for, the user agent)."""
+    return Client(client_ip(req, auth.settings.trusted_proxy_hops), req.user_agent or "")
 
 
 class SignupResource:
@@ -92,8 +97,7 @@ class LoginResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, LoginRequest)
-        ip = client_ip(req, self._auth.settings.trusted_proxy_hops)
-        pair = login(self._auth, body, ip=ip, user_agent=req.user_agent or "")
+        pair = login(self._auth, body, client=client_of(req, self._auth))
         send_tokens(resp, pair, 200)
 
 
@@ -121,7 +125,7 @@ class RefreshResource:
         token = (in_body.refresh_token if in_body else None) or bearer_token(req)
         if token is None:
             raise Unauthorized("A refresh token is required.", code="missing_token")
-        send_tokens(resp, refresh(self._auth, token), 200)
+        send_tokens(resp, refresh(self._auth, token, client=client_of(req, self._auth)), 200)
 
 
 class LogoutResource:
@@ -134,7 +138,8 @@ class LogoutResource:
         self._auth = auth
         self._end = logout_all if everywhere else logout
         summary = (
-            "End every session of this user; earlier access tokens stop working"
+            "End every session of this user; earlier access tokens stop working (needs a "
+            "login or reauthentication in the last 5 minutes)"
             if everywhere
             else "End this session (its refresh and access tokens stop working)"
         )
@@ -169,6 +174,7 @@ class ProfileResource:
             email=user["email"],
             age=user.get("age"),
             created_at=user["created_at"],
+            email_verified=bool(user.get("email_verified", False)),
         )
         send(resp, profile)
 
