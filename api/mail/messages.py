@@ -33,19 +33,47 @@ def message_id_for(key: str, sender: str) -> str:
     return f"<{key}@{domain}>"
 
 
-def welcome_message(
-    *, to: str, name: str, sender: str, key: str, date: datetime | None = None
+def account_message(
+    *,
+    to: str,
+    name: str,
+    subject: str,
+    text: str,
+    sender: str,
+    key: str,
+    date: datetime | None = None,
 ) -> EmailMessage:
-    """Build the welcome email for a new user; `key` (the job id) fixes its Message-ID."""
+    """Build a plain-text message to a user; `key` (the job id) fixes its Message-ID."""
     msg = EmailMessage()
     try:
         msg["From"] = sender
         msg["To"] = mailbox(to, name)
-        msg["Subject"] = "Welcome aboard"
+        msg["Subject"] = subject
         msg["Message-ID"] = message_id_for(key, sender)
     except (ValueError, TypeError, IndexError) as exc:  # an address that is no address
-        raise NonRetryableError(f"cannot build the welcome email: {exc}") from exc
+        raise NonRetryableError(f"cannot build the message: {exc}") from exc
     msg["Date"] = format_datetime(date or datetime.now(UTC))
-    greeting = f"Hello {name}," if name else "Hello,"
-    msg.set_content(f"{greeting}\n\nWelcome aboard! Your account is ready.\n")
+    greeting = f"Hello {msg['To'].addresses[0].display_name}," if name else "Hello,"
+    msg.set_content(f"{greeting}\n\n{text.strip()}\n")
     return msg
+
+
+def welcome_message(
+    *,
+    to: str,
+    name: str,
+    sender: str,
+    key: str,
+    verify_url: str | None = None,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """Build the welcome email for a new user, with the verification link if there is one."""
+    text = "Welcome aboard! Your account is ready."
+    if verify_url:
+        text += (
+            "\n\nPlease confirm that this address is yours (the link works for 24 hours):\n"
+            f"{verify_url}\n\nIf you did not sign up, ignore this message."
+        )
+    return account_message(
+        to=to, name=name, subject="Welcome aboard", text=text, sender=sender, key=key, date=date
+    )

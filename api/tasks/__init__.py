@@ -6,6 +6,6 @@ attempts) from the same registry. They reach mail and the database only through 
 they declare (resources.py), built once per consumer process.
 """
 
-from api.tasks import accounts
+from api.tasks import account_mail, accounts
 
-__all__ = ["accounts"]
+__all__ = ["account_mail", "accounts"]
