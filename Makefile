@@ -16,9 +16,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) scripts/devrun.py
 
-# The tests run promtool, Prometheus, nginx and Chromium: Debian packages, installed if missing.
+CLIENTS := tests/clients
+CLIENTS_STAMP := $(CLIENTS)/node_modules/.installed
+
+# The seed's client library (axios), pinned by the lockfile, for the real-client tests.
+$(CLIENTS_STAMP): $(CLIENTS)/package-lock.json
+	npm ci --prefix $(CLIENTS) --no-audit --no-fund --loglevel=error
+	touch $(CLIENTS_STAMP)
+
+# The tests run promtool, Prometheus, nginx, Chromium and Node: Debian packages, installed if
+# missing; then axios from npm.
 test: $(STAMP)
 	sh scripts/install_test_tools.sh
+	$(MAKE) --no-print-directory $(CLIENTS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -3,11 +3,12 @@
 #   prometheus  promtool checks the config and rules; the end-to-end test runs a real server
 #   nginx       the deploy test runs the shipped proxy config in front of the API
 #   chromium    the page tests drive Debian's Chromium through Playwright (no browser download)
+#   nodejs npm  the client tests run the seed's client library (axios, from npm) in Node
 # Needs root (or sudo) and apt-get. No package's own service is ever started here.
 set -eu
 
 # command:package pairs; a package is installed when its command is missing.
-WANTED="promtool:prometheus prometheus:prometheus nginx:nginx chromium:chromium"
+WANTED="promtool:prometheus prometheus:prometheus nginx:nginx chromium:chromium node:nodejs npm:npm"
 
 MISSING=""
 for pair in $WANTED; do

@@ -211,7 +211,7 @@ def test_profile_returns_only_the_allowlisted_fields(client: testing.TestClient)
     tokens = signup(client)
     result = client.simulate_get("/users/profile", headers=bearer(tokens["access_token"]))
     assert result.status_code == 200
-    assert set(result.json) == {"id", "name", "email", "age", "created_at"}
+    assert set(result.json) == {"id", "name", "email", "age", "created_at", "email_verified"}
     assert result.json["email"] == "ada@example.com"
     assert result.json["age"] == 36
 

@@ -20,6 +20,11 @@ ROUTES = {
     ("/users/logout", "post"), ("/users/logout-all", "post"), ("/users/profile", "get"),
     ("/users/{user_id}", "get"), ("/jobs", "post"), ("/jobs/{job_id}", "get"),
     ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"),
+    ("/users/verify-email", "post"), ("/users/forgot-password", "post"),
+    ("/users/reset-password", "post"), ("/users/me/verify-email", "post"),
+    ("/users/me/password", "post"), ("/users/me/sessions", "get"),
+    ("/users/me/sessions/{session_id}", "delete"), ("/users/me/reauthenticate", "post"),
+    ("/users/me/security-events", "get"),
 }  # fmt: skip
 
 

@@ -108,6 +108,7 @@ def read_by_the_code() -> set[str]:
     tables: list[Any] = [
         api_settings.OPTIONS,
         api_settings.SERVER_OPTIONS,
+        api_settings.ACCOUNT_OPTIONS,
         mail_settings.OPTIONS,
         queue_settings.OPTIONS,
         supervisor_settings.OPTIONS,

@@ -7,18 +7,24 @@ import email.policy
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from pymongo.database import Database
 from task_context import TaskCtx
 
 from api.mail.delivery import Mailer
 from api.mail.settings import MailSettings
-from api.tasks.resources import MAILER
+from api.settings import AccountSettings
+from api.tasks.resources import ACCOUNTS, MAILER, Accounts
+
+TOKEN_KEYS = {"t1": bytes(range(1, 33))}
 
 
-def mail_ctx(job_id: str, settings: MailSettings) -> TaskCtx:
-    """A context whose mailer delivers as `settings` say."""
-    return TaskCtx(job_id, {MAILER.name: Mailer(settings)})
+def mail_ctx(job_id: str, settings: MailSettings, db: Database[Any]) -> TaskCtx:
+    """A context whose mailer delivers as `settings` say, with the accounts of `db`."""
+    accounts = Accounts(AccountSettings(TOKEN_KEYS), db)
+    return TaskCtx(job_id, {MAILER.name: Mailer(settings), ACCOUNTS.name: accounts})
 
 
 @dataclass

@@ -39,6 +39,7 @@ CATALOGUE: dict[str, list[str]] = {
         "auth_bcrypt_queue_length", "auth_bcrypt_seconds", "db_operation_errors_total",
         "auth_refresh_reuse_detected_total", "auth_login_failures_total",
         "auth_rate_limited_total", "queue_jobs_enqueued_total", "api_event_errors_total",
+        "auth_account_flows_total", "auth_security_events_total",
         *PROCESS_TREE,
     ],
     "supervisor": [
