@@ -39,6 +39,9 @@ class EnqueueRequest:
     timeout_s: float | None = None
     idempotency_key: str | None = None
     submitted_by: str | None = None
+    start_by: datetime | None = None
+    schedule: str | None = None
+    schedule_until: datetime | None = None
 
 
 def new_job_doc(
@@ -84,6 +87,14 @@ def new_job_doc(
         doc["idempotency_key"] = key
     if req.submitted_by is not None:
         doc["submitted_by"] = str(req.submitted_by)
+    if req.start_by is not None:
+        if not isinstance(req.start_by, datetime) or req.start_by.tzinfo is None:
+            raise InvalidJobError("start_by must be a timezone-aware datetime")
+        doc["start_by"] = to_bson_time(req.start_by.astimezone(UTC))
+    if req.schedule is not None:
+        doc["schedule"] = str(req.schedule)
+    if req.schedule_until is not None:
+        doc["schedule_until"] = to_bson_time(req.schedule_until.astimezone(UTC))
     return doc
 
 

@@ -41,8 +41,9 @@ class KeyedEnqueue:
         self.keys = keys
         self.done = done
 
-    def enqueue(self, doc: Doc, now: datetime) -> Job:
-        """Store the keyed job `doc` unless its key already has a job; return the key's job."""
+    def enqueue(self, doc: Doc, now: datetime) -> tuple[Job, bool]:
+        """Store the keyed job `doc` unless its key already has a job; return the key's job and
+        whether it is the one this call stored."""
         intended = doc["run_at"]
         held = dict(
             doc, run_at=max(intended, now + timedelta(seconds=KEY_HOLD_S)), hold_run_at=intended
@@ -53,18 +54,18 @@ class KeyedEnqueue:
             except DuplicateKeyError:
                 existing = self._job_for_key(doc["idempotency_key"])
                 if existing is not None:
-                    return existing
+                    return existing, False
                 continue  # the key's job left `jobs` between our insert and our read
             finished = self._finished_job_for_key(doc["idempotency_key"])
             hold_filter = {"_id": doc["_id"], "state": "pending", "hold_run_at": {"$exists": True}}
             if finished is not None:
                 self._jobs_j.delete_one(hold_filter)
-                return finished
+                return finished, False
             self.jobs.update_one(
                 hold_filter, {"$set": {"run_at": intended}, "$unset": {"hold_run_at": ""}}
             )
             metrics.JOBS_ENQUEUED.labels(doc["queue"], doc["task"]).inc()
-            return Job.from_doc(doc)
+            return Job.from_doc(doc), True
         raise QueueError(f"could not settle idempotency key {doc['idempotency_key']!r}")
 
     def _job_for_key(self, key: str) -> Job | None:

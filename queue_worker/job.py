@@ -2,8 +2,8 @@
 
     pending ──claim──▶ running ──succeed──▶ succeeded
        │                 │ ├──retry / release / rescue──▶ pending
-     cancel              │ └──bury (exhausted, non-retryable, poison)──▶ dead
-       ▼                 │                                              │
+     cancel              │ ├──bury (exhausted, non-retryable, poison)──▶ dead
+       ▼                 │ └──expire (claimed after its start_by)──▶ cancelled
     cancelled            └──────────────────────────────────────────────┘
                                  dead ──revive (manual retry)──▶ pending
 
@@ -40,6 +40,7 @@ class Transition(StrEnum):
     BURY = "bury"
     CANCEL = "cancel"
     REVIVE = "revive"
+    EXPIRE = "expire"
 
 
 TRANSITIONS: dict[Transition, tuple[JobState, JobState]] = {
@@ -50,6 +51,7 @@ TRANSITIONS: dict[Transition, tuple[JobState, JobState]] = {
     Transition.BURY: (JobState.RUNNING, JobState.DEAD),
     Transition.CANCEL: (JobState.PENDING, JobState.CANCELLED),
     Transition.REVIVE: (JobState.DEAD, JobState.PENDING),
+    Transition.EXPIRE: (JobState.RUNNING, JobState.CANCELLED),
 }
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.CANCELLED})
@@ -111,6 +113,9 @@ class Job:
     crashes: int = 0
     dead_reason: DeadReason | None = None
     rescues: int = 0
+    start_by: datetime | None = None  # claimed later than this: cancelled, not run
+    schedule: str | None = None  # the periodic schedule that enqueued it
+    schedule_until: datetime | None = None  # the newest of the schedule's ticks it stands for
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Job:
@@ -139,6 +144,9 @@ class Job:
             crashes=doc.get("crashes", 0),
             dead_reason=DeadReason(dead_reason) if dead_reason else None,
             rescues=doc.get("rescues", 0),
+            start_by=doc.get("start_by"),
+            schedule=doc.get("schedule"),
+            schedule_until=doc.get("schedule_until"),
         )
 
 

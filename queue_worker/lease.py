@@ -214,6 +214,20 @@ def fail(
     return after
 
 
+def expire(jobs: Collection[Doc], held: Lease, *, now: datetime) -> bool:
+    """Cancel a job claimed after its start_by (it is no longer wanted); False if lost."""
+    _, after = transition(Transition.EXPIRE)
+    fields = {
+        "state": after.value,
+        "last_error": "not started by its start_by time",
+        "finished_at": now,
+    }
+    if not _fenced(jobs, held, {"$set": fields, "$unset": _DROP_LEASE, "$inc": {"attempts": -1}}):
+        return False
+    metrics.JOBS_EXPIRED.labels(held.job.queue, held.job.task).inc()
+    return True
+
+
 def bury(
     jobs: Collection[Doc],
     held: Lease,

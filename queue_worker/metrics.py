@@ -6,7 +6,7 @@ configured by the entry point (PROMETHEUS_MULTIPROC_DIR) before this module is i
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 _JOB = ("queue", "task")
 
@@ -21,6 +21,11 @@ JOBS_DEAD = Counter(
     (*_JOB, "reason"),
 )  # fmt: skip
 JOBS_CANCELLED = Counter("queue_jobs_cancelled_total", "Pending jobs cancelled.", _JOB)
+JOBS_EXPIRED = Counter(
+    "queue_jobs_expired_total",
+    "Jobs claimed after their start_by time and cancelled without running.",
+    _JOB,
+)
 JOB_RUN_SECONDS = Histogram(
     "queue_job_run_seconds", "Handler run time of finished attempts.", _JOB,
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900),
@@ -55,4 +60,30 @@ PROMOTIONS = Counter(
     "promoter's transaction (result=conflict); dead promoters' transactions aborted "
     "(result=aborted_stale).",
     ("result",),
+)
+
+_SCHEDULE = ("schedule",)
+SCHEDULE_TICKS = Counter(
+    "queue_schedule_ticks_total",
+    "Ticks of periodic schedules by what the scheduler did: enqueued, duplicate (another "
+    "scheduler had enqueued it), skipped_overlap, missed, paused.",
+    ("schedule", "outcome"),
+)
+SCHEDULE_LAG = Histogram(
+    "queue_schedule_enqueue_lag_seconds",
+    "Time from a tick to the enqueue of its job.",
+    _SCHEDULE,
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0),
+)
+SCHEDULE_LAST_SUCCESS = Gauge(
+    "queue_schedule_last_success_timestamp_seconds",
+    "When a job of the schedule last succeeded (Unix time; its creation until then).",
+    _SCHEDULE,
+    multiprocess_mode="max",
+)
+SCHEDULE_INTERVAL = Gauge(
+    "queue_schedule_interval_seconds",
+    "The schedule's interval (for cron: the shortest gap between its next ticks).",
+    _SCHEDULE,
+    multiprocess_mode="max",
 )

@@ -3,6 +3,7 @@
 Succeeded(result)                       the handler returned
 Failed(error, retryable, retry_after_s) it raised; NonRetryableError -> not retryable,
                                         RetryAfter -> retryable no sooner than its delay
+Expired()                               not run: claimed after the job's start_by
 """
 
 from __future__ import annotations
@@ -34,7 +35,12 @@ class Failed:
     retry_after_s: float = 0.0
 
 
-Outcome = Succeeded | Failed
+@dataclass(frozen=True)
+class Expired:
+    """The job was claimed after its start_by time: it is cancelled, not run."""
+
+
+Outcome = Succeeded | Failed | Expired
 
 
 def run_handler(spec: TaskSpec | None, job: Job, ctx: TaskContext) -> Outcome:

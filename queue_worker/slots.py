@@ -29,7 +29,7 @@ from pymongo.errors import PyMongoError
 
 from queue_worker.job import Job
 from queue_worker.lease import Lease
-from queue_worker.outcome import Failed, Outcome, Succeeded, run_handler
+from queue_worker.outcome import Expired, Failed, Outcome, Succeeded, run_handler
 from queue_worker.settings import QueueSettings
 from queue_worker.store import Clock, Doc, JobStore
 from queue_worker.tasks import Resource, Resources, TaskRegistry, TaskSpec
@@ -143,6 +143,9 @@ class Slots:
             # Its last attempt died with its worker: nothing left to try.
             self._finish(slot, Failed("lease expired during the last attempt"))
             return
+        if held.job.start_by is not None and now > held.job.start_by:
+            self._finish(slot, Expired())  # too late to be wanted: cancelled, not run
+            return
         slot.thread = threading.Thread(
             target=lambda: self._finish(slot, run_handler(spec, held.job, slot.ctx)),
             name=f"job-{held.job.id}",
@@ -245,6 +248,9 @@ class Slots:
             final = self.store.succeed(slot.held, outcome.result, now=now)
             if final is not None:
                 self._on_succeeded(final)
+            return
+        if isinstance(outcome, Expired):
+            self.store.expire(slot.held, now=now)
             return
         self.store.fail(
             slot.held,

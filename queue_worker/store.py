@@ -38,7 +38,7 @@ from pymongo.database import Database
 
 from queue_worker import archive, backlog, lease, metrics
 from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
-from queue_worker.errors import ConfigError
+from queue_worker.errors import ConfigError, InvalidJobError
 from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
 from queue_worker.job import (
     TERMINAL_STATES,
@@ -138,6 +138,12 @@ class JobStore:
                 name="submitter_state",
                 partialFilterExpression={"submitted_by": {"$type": "string"}},
             )
+        # A schedule's pending or running job (the scheduler's overlap check).
+        self.jobs.create_index(
+            [("schedule", ASCENDING), ("state", ASCENDING)],
+            name="schedule_state",
+            partialFilterExpression={"schedule": {"$type": "string"}},
+        )
         for collection in (self.done, self.keys):
             self._ensure_ttl(collection)
 
@@ -170,11 +176,13 @@ class JobStore:
         timeout_s: float | None = None,
         idempotency_key: str | None = None,
         submitted_by: str | None = None,
+        start_by: datetime | None = None,
     ) -> Job:
-        """Store a new pending job (journaled) and return it; with a key, return the key's job."""
+        """Store a new pending job (journaled) and return it; with a key, return the key's job.
+        A job claimed after `start_by` is cancelled without running."""
         request = EnqueueRequest(
             task, payload, queue, priority, delay_s, run_at, max_attempts, timeout_s,
-            idempotency_key, submitted_by,
+            idempotency_key, submitted_by, start_by,
         )  # fmt: skip
         return self.enqueue_many([request])[0]
 
@@ -190,11 +198,19 @@ class JobStore:
         jobs: list[Job] = []
         for doc in docs:
             if "idempotency_key" in doc:
-                jobs.append(self._keyed.enqueue(doc, now))
+                jobs.append(self._keyed.enqueue(doc, now)[0])
             else:
                 jobs.append(Job.from_doc(doc))
                 metrics.JOBS_ENQUEUED.labels(doc["queue"], doc["task"]).inc()
         return jobs
+
+    def enqueue_once(self, request: EnqueueRequest) -> tuple[Job, bool]:
+        """Enqueue a keyed job; return the key's job and whether this call created it (False:
+        the key already had a job, pending, running or finished within retention)."""
+        if request.idempotency_key is None:
+            raise InvalidJobError("enqueue_once needs an idempotency key")
+        now = to_bson_time(self.clock())
+        return self._keyed.enqueue(self._new_doc(request, now), now)
 
     def _new_doc(self, req: EnqueueRequest, now: datetime) -> Doc:
         spec = self.registry.get(req.task) if self.registry is not None else None
@@ -332,6 +348,10 @@ class JobStore:
     ) -> Doc | None:
         """Mark a leased job succeeded; return its final document, or None if the lease was lost."""
         return lease.succeed(self._jobs_j, held, result, now=to_bson_time(now or self.clock()))
+
+    def expire(self, held: lease.Lease, *, now: datetime | None = None) -> bool:
+        """Cancel a leased job claimed after its start_by, without running it; False if lost."""
+        return lease.expire(self._jobs_j, held, now=to_bson_time(now or self.clock()))
 
     def fail(
         self,

@@ -21,6 +21,11 @@ CATALOGUE = {
     "queue_jobs_poison_total": ("counter", ("queue", "task")),
     "queue_jobs_promoted_total": ("counter", ("queue",)),
     "queue_promotions_total": ("counter", ("result",)),
+    "queue_jobs_expired_total": ("counter", ("queue", "task")),
+    "queue_schedule_ticks_total": ("counter", ("schedule", "outcome")),
+    "queue_schedule_enqueue_lag_seconds": ("histogram", ("schedule",)),
+    "queue_schedule_last_success_timestamp_seconds": ("gauge", ("schedule",)),
+    "queue_schedule_interval_seconds": ("gauge", ("schedule",)),
 }
 
 
