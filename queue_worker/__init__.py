@@ -21,6 +21,7 @@ from queue_worker.errors import (
     UnknownTaskError,
 )
 from queue_worker.job import CrashInfo, DeadReason, Job, JobState, Transition
+from queue_worker.schedules import Schedule, schedule
 from queue_worker.settings import QueueSettings
 from queue_worker.slots import JobContext
 from queue_worker.store import EnqueueRequest, JobStore, utcnow
@@ -60,6 +61,7 @@ __all__ = [
     "ResourceSetup",
     "Resources",
     "RetryAfter",
+    "Schedule",
     "TaskContext",
     "TaskRegistry",
     "TaskSpec",
@@ -71,6 +73,7 @@ __all__ = [
     "open_resources",
     "owner_id",
     "registry",
+    "schedule",
     "task",
     "utcnow",
 ]
