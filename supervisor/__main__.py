@@ -18,7 +18,7 @@ from runtime import metrics_dir
 from supervisor.errors import ExitCode, UsageError
 from supervisor.liveness import Liveness, LivenessLink
 from supervisor.reasons import ChildExit
-from supervisor.settings import EXPORTER, SupervisorSettings, load_settings
+from supervisor.settings import EXPORTER, SCHEDULER, SupervisorSettings, load_settings
 
 if TYPE_CHECKING:
     from supervisor.process_ops import OsProcessOps
@@ -50,6 +50,10 @@ class ForkedTargets:
             from supervisor.exporter import run_exporter
 
             return run_exporter(self.settings, liveness)
+        if name == SCHEDULER:
+            from supervisor.scheduler import run_scheduler
+
+            return run_scheduler(self.settings, liveness)
         raise ValueError(f"no singleton child named {name!r}")
 
     def reaper(self, dead: ChildExit) -> int:

@@ -14,6 +14,8 @@ from pymongo.errors import PyMongoError
 
 from queue_worker.builtin import load_tasks
 from queue_worker.errors import ConfigError
+from queue_worker.schedules import registry as schedules
+from queue_worker.schedules.scheduler import Scheduler
 from queue_worker.settings import QueueSettings
 from queue_worker.tasks import ResourceSetup, open_resources
 from supervisor.bootstrap import open_store, queue_settings, wait_for_database
@@ -44,6 +46,13 @@ def check(liveness: Liveness, supervisor: SupervisorSettings) -> int:
     except ConfigError as exc:
         client.close()
         liveness.leave_note(f"task resources: {exc}")
+        return ExitCode.USAGE
+    try:
+        # A schedule naming an unknown task, or remembering ticks longer than their keys.
+        Scheduler(store, schedules.all()).check()
+    except ConfigError as exc:
+        client.close()
+        liveness.leave_note(f"schedules: {exc}")
         return ExitCode.USAGE
     try:
         wait_for_database(client, supervisor.db_wait_s)

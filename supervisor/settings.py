@@ -17,6 +17,7 @@ from runtime.env import Option, SettingsError
 from supervisor.errors import UsageError
 
 EXPORTER = "exporter"
+SCHEDULER = "scheduler"
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,13 @@ class SupervisorSettings:
     backoff_cap_s: float = 30.0
     db_wait_s: float = 15.0
     log_level: str = "INFO"
+    scheduler: bool = True
 
     def singletons(self) -> tuple[str, ...]:
-        """Return the names of the extra children this supervisor runs beside its consumers."""
-        return (EXPORTER,) if self.metrics_port > 0 else ()
+        """Return the names of the extra children this supervisor runs beside its consumers:
+        the metrics exporter when a port is set, the scheduler unless switched off."""
+        names = (EXPORTER,) if self.metrics_port > 0 else ()
+        return names + ((SCHEDULER,) if self.scheduler else ())
 
 
 def _log_level(text: str) -> str:
@@ -149,6 +153,11 @@ OPTIONS: tuple[Option[Any], ...] = (
         "SUPERVISOR_LOG_LEVEL", "log_level", _log_level,
         "DEBUG, INFO, WARNING, ERROR or CRITICAL (default: INFO)", flag="--log-level",
     ),
+    Option(
+        "SUPERVISOR_SCHEDULER", "scheduler", envspec.flag,
+        "run the periodic-job scheduler beside the consumers; every supervisor may (default: 1)",
+        flag="--scheduler",
+    ),
 )  # fmt: skip
 
 
@@ -160,6 +169,7 @@ _METAVARS: dict[Callable[[str], object], str] = {
     _queue_list: "Q1,Q2",
     _log_level: "LEVEL",
     envspec.text: "HOST",
+    envspec.flag: "0|1",
 }
 
 

@@ -116,6 +116,7 @@ class Harness:
             backoff_cap_s=4.0,
             crash_loop_exits=3,
             crash_loop_window_s=60.0,
+            scheduler=False,
         )
         values.update(overrides)
         self.settings = SupervisorSettings(**values)  # type: ignore[arg-type]

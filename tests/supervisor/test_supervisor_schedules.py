@@ -1,0 +1,104 @@
+"""Periodic jobs without a leader, for real: three supervisors on one database, each running a
+scheduler, while consumers and a whole supervisor are SIGKILLed; then an outage of every
+scheduler. Every tick gets exactly one job; after the outage `all` makes up each missed tick once
+and `latest` enqueues one catch-up job."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+from pymongo.database import Database
+from supervisor_harness import Supervisor, wait_until
+
+from queue_worker.schedules.scheduler import key_for
+from queue_worker.store import IN_MOVE_ORDER
+
+HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+ENV = {
+    "QUEUE_TASK_MODULES": "queue_worker.builtin,supervisor_test_tasks,schedule_defs",
+    "PYTHONPATH_EXTRA": str(HELPERS),
+}
+RUN_S = 62.0
+OUTAGE_S = 20.0
+S = timedelta(seconds=1)
+
+
+def jobs_of(db: Database[Any], name: str) -> list[dict[str, Any]]:
+    return [d for c in IN_MOVE_ORDER for d in db[c].find({"schedule": name})]
+
+
+def whole_seconds(start: datetime, end: datetime) -> list[datetime]:
+    first = start.replace(microsecond=0) + S
+    return [first + n * S for n in range(int((end - first) / S) + 1)]
+
+
+def start_three(start_supervisor: Callable[..., Supervisor]) -> list[Supervisor]:
+    sups = [start_supervisor("--workers", "2", "--concurrency", "2", env=ENV) for _ in range(3)]
+    for sup in sups:
+        wait_until(lambda sup=sup: sup.children("scheduler"), 30, f"a scheduler\n{sup.output()}")
+    return sups
+
+
+def test_three_supervisors_make_one_job_per_tick_through_kills_and_an_outage(
+    start_supervisor: Callable[..., Supervisor], db: Database[Any]
+) -> None:
+    rng = random.Random(14)
+    sups = start_three(start_supervisor)
+    begin = datetime.now(UTC)
+    killed_master = False
+    while (datetime.now(UTC) - begin).total_seconds() < RUN_S:
+        time.sleep(rng.uniform(0.5, 2.0))
+        live = [s for s in sups if s.process.poll() is None]
+        if not killed_master and (datetime.now(UTC) - begin).total_seconds() > RUN_S / 2:
+            victim = rng.choice(live)
+            victim.process.send_signal(signal.SIGKILL)  # the whole supervisor: master first
+            killed_master = True
+            continue
+        consumers = [pid for s in live for pid in s.children()]
+        if consumers:
+            psutil.Process(rng.choice(consumers)).send_signal(signal.SIGKILL)
+    for sup in sups:
+        sup.stop()
+    wait_until(lambda: all(not s.children("scheduler") for s in sups), 15, "schedulers gone")
+    time.sleep(OUTAGE_S)  # the outage itself: nothing to wait for
+    restarted = start_three(start_supervisor)
+    back_at = datetime.now(UTC)
+    wait_until(
+        lambda: any(d["schedule_until"] > back_at for d in jobs_of(db, "test.every_second")),
+        30, "ticks after the restart",
+    )  # fmt: skip
+    for sup in restarted:
+        sup.stop()
+
+    # `all`, 1 s: each tick from the start to the restart has exactly one job.
+    keys = Counter(d["idempotency_key"] for d in jobs_of(db, "test.every_second"))
+    assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
+    expected = {key_for("test.every_second", t) for t in whole_seconds(begin + 3 * S, back_at)}
+    missing = sorted(expected - set(keys))
+    assert not missing, f"{len(missing)} ticks without a job: {missing[:5]}"
+
+    # `latest`: the jobs' tick ranges tile the run without gaps or overlaps, and exactly one of
+    # them (the outage's catch-up) stands for many ticks.
+    spans = sorted(
+        (d["idempotency_key"].removeprefix("cron:test.latest:"), d["schedule_until"])
+        for d in jobs_of(db, "test.latest")
+    )
+    catch_ups = [
+        (tick, until) for tick, until in spans
+        if until - datetime.fromisoformat(tick.replace("Z", "+00:00")) >= timedelta(seconds=10)
+    ]  # fmt: skip
+    assert len(catch_ups) == 1, catch_ups
+    previous_until: datetime | None = None
+    for tick, until in spans:
+        start = datetime.fromisoformat(tick.replace("Z", "+00:00"))
+        if previous_until is not None:
+            assert start == previous_until + S, f"gap or overlap before {tick}"
+        previous_until = until
