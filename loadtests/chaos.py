@@ -9,25 +9,30 @@ MONGODB_URI is set); N `bench.sleep` jobs of random short duration plus one `ben
 supervisor` starts; every `--kill-interval` seconds one random consumer child gets SIGKILL;
 once about 40 % of the jobs are done the database is killed and restarted; at about 85 % the
 supervisor gets SIGTERM (it must drain and exit 0) and is started again to finish the rest.
-The report says what was completed, lost (must be 0), executed twice, and how long rescued jobs
-waited. Its last line is one JSON object; the exit code is non-zero if anything was lost or
+All along, the supervisor's scheduler keeps a 1-second schedule (chaos_schedule.py, policy
+`all`). The report says what was completed, lost (must be 0), executed twice, how long rescued
+jobs waited, and the schedule's ticks: expected, enqueued, duplicated (must be 0), missed (must
+be 0). Its last line is one JSON object; the exit code is non-zero if anything was lost or
 ended in an unexpected state.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chaos_config import ChaosConfig, parse_args
 from chaos_report import Kill, Verdict, judge, states_line
+from chaos_schedule import CHAOS_SCHEDULE
 from harness import (
+    ROOT,
     DatabaseServer,
     ManagedProcess,
     consumer_children,
@@ -38,6 +43,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queue_worker.schedules.scheduler import key_for
 from queue_worker.store import BACKLOG, IN_MOVE_ORDER, JOBS
 
 POLL_S = 0.1
@@ -46,6 +52,7 @@ COUNT_NEAR_MARK_S = 0.1
 NEAR_MARK = 0.2
 REPORT_EVERY_S = 10.0
 ENQUEUE_BATCH = 200
+SCHEDULER_BOOT_S = 5.0  # ticks are counted from when the supervisor's scheduler is surely up
 
 
 @dataclass
@@ -134,6 +141,8 @@ class ChaosRun:
                 "QUEUE_ENABLE_BENCH_TASKS": "1",
                 "QUEUE_LEASE_S": str(self.config.lease_s),
                 "QUEUE_POISON_CRASHES": str(self.config.poison_crashes),
+                "QUEUE_TASK_MODULES": "api.tasks,chaos_schedule",
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "loadtests")]),
             },
         )
         # Kills every second are the scenario, not a crash loop: keep respawning, quickly.
@@ -156,7 +165,8 @@ class ChaosRun:
     def unfinished(self) -> int | None:
         """Return how many jobs are still pending or running (None while the DB is down)."""
         try:
-            live = {"state": {"$in": ["pending", "running"]}}
+            # The schedule's own jobs keep coming: only the enqueued batch counts.
+            live = {"state": {"$in": ["pending", "running"]}, "schedule": {"$exists": False}}
             return sum(self.db[name].count_documents(live) for name in (BACKLOG, JOBS))
         except PyMongoError:
             return None
@@ -257,6 +267,25 @@ class ChaosRun:
             return False
         return True
 
+    def schedule_ticks(self, start: datetime, end: datetime) -> dict[str, int]:
+        """Count the schedule's ticks in [start, end]: expected (whole seconds), enqueued (with a
+        job), duplicated (a key with two jobs), missed (no job)."""
+        keys: dict[str, int] = {}
+        for name in IN_MOVE_ORDER:
+            for doc in self.db[name].find({"schedule": CHAOS_SCHEDULE}, {"idempotency_key": 1}):
+                keys[doc["idempotency_key"]] = keys.get(doc["idempotency_key"], 0) + 1
+        first = start.replace(microsecond=0) + timedelta(seconds=1)
+        expected = [
+            key_for(CHAOS_SCHEDULE, first + timedelta(seconds=n))
+            for n in range(int((end - first).total_seconds()) + 1)
+        ]
+        return {
+            "expected": len(expected),
+            "enqueued": sum(1 for key in expected if key in keys),
+            "duplicated": sum(1 for count in keys.values() if count > 1),
+            "missed": sum(1 for key in expected if key not in keys),
+        }
+
     def final_documents(self, ids: list[str]) -> list[dict[str, Any]]:
         from bson import ObjectId
 
@@ -276,7 +305,9 @@ def run(config: ChaosConfig) -> tuple[Verdict, dict[str, Any]]:
         print(f"enqueued {len(ids)} jobs (poison job {poison_id})", flush=True)
         chaos.started = time.monotonic()
         chaos.start_supervisor()
+        ticks_from = datetime.now(UTC) + timedelta(seconds=SCHEDULER_BOOT_S)
         chaos.drive(len(ids))
+        ticks_to = datetime.now(UTC) - timedelta(seconds=1)
         wall_s = chaos.timeline.finished_s or chaos.elapsed()
         assert chaos.supervisor is not None
         chaos.timeline.final_exit_code = chaos.supervisor.stop(config.graceful_timeout_s + 10)
@@ -289,9 +320,14 @@ def run(config: ChaosConfig) -> tuple[Verdict, dict[str, Any]]:
             chaos.timeline.kills,
             durations,
         )
+        ticks = chaos.schedule_ticks(ticks_from, ticks_to)
     finally:
         chaos.close()
     figures = summary(config, chaos.timeline, verdict, wall_s)
+    figures["schedule_ticks"] = ticks
+    if ticks["duplicated"] or ticks["missed"]:
+        figures["problems"].append(f"schedule ticks: {ticks}")
+        figures["ok"] = False
     return verdict, figures
 
 
@@ -362,6 +398,13 @@ def print_report(verdict: Verdict, figures: dict[str, Any]) -> None:
             f"{figures['term_exit_code']} / {figures['term_drain_s']}",
         ),
         ("jobs left running after SIGTERM", figures["running_after_term"]),
+        (
+            "schedule ticks (1 s): expected / enqueued / duplicated / missed",
+            " / ".join(
+                str(figures["schedule_ticks"][k])
+                for k in ("expected", "enqueued", "duplicated", "missed")
+            ),
+        ),  # fmt: skip
     ]
     print("\n| chaos | result |\n|---|---|")
     for name, value in rows:

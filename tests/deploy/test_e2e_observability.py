@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,7 +163,8 @@ def _prometheus_config(path: Path, api_port: int, supervisor_port: int) -> None:
 def _environment(tmp: Path, db_uri: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "helpers")]),
+        QUEUE_TASK_MODULES="api.tasks,schedule_defs_e2e",
         MONGODB_URI=db_uri,
         MONGODB_DATABASE="e2e",
         API_JWT_KEYS=f"k1:{_secret()}",
@@ -316,7 +318,9 @@ def _jobs(api_url: str, token: str, store: Any) -> None:
     later = _submit(api_url, token, "bench.noop", {}, delay_s=3600)
     assert store.cancel(later) is not None
     _submit(api_url, token, "bench.noop", {}, delay_s=3600)  # stays pending (scheduled)
+    too_late = store.enqueue("bench.noop", start_by=datetime.now(UTC) - timedelta(seconds=1))
     _jobs_succeed(store, ok)
+    wait_for("the late job to expire", lambda: _state(store, too_late.id) == "cancelled")
     wait_for("the failing job to go dead", lambda: _state(store, failing) == "dead")
     assert store.get(failing).dead_reason == "exhausted"
     # Only now: a crash releases (and counts a crash on) every job its process holds, so a job

@@ -39,5 +39,8 @@ def test_chaos_run_loses_nothing_under_kills_db_restart_and_sigterm(tmp_path: Pa
         expected["db_restarted"] = True
     assert {key: report[key] for key in expected} == expected, tail
     assert report["kills"] >= 3, tail
+    ticks = report["schedule_ticks"]  # the 1-second schedule kept through all of it
+    assert ticks["expected"] >= 5 and ticks["duplicated"] == 0 and ticks["missed"] == 0, ticks
+    assert ticks["enqueued"] == ticks["expected"], ticks
     # A kill can re-run at most the jobs its consumer held: one per slot.
     assert report["duplicates_after_kill"] <= report["kills"] * 4, tail
