@@ -11,9 +11,10 @@ import socket
 from datetime import UTC
 from typing import Any
 
-from pymongo import MongoClient
+from pymongo import MongoClient, monitoring
 from pymongo.database import Database
 
+from queue_worker import metrics
 from queue_worker.settings import QueueSettings
 
 Doc = dict[str, Any]
@@ -22,6 +23,23 @@ Doc = dict[str, Any]
 def owner_id(pid: int | None = None) -> str:
     """Return the lease owner name of a consumer process: host and pid."""
     return f"{socket.gethostname()}:{pid or os.getpid()}"
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Count the commands a client sends (mongodb_commands_total{command}): round trips are
+    what a job or a request costs the database, and what the benchmarks report."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        metrics.DB_COMMANDS.labels(event.command_name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Counted when started."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Counted when started."""
+
+
+COMMAND_COUNTER = CommandCounter()
 
 
 def connect(
@@ -41,6 +59,7 @@ def connect(
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         timeoutMS=int(settings.db_timeout_s * 1000),
+        event_listeners=[COMMAND_COUNTER],
     )
 
 

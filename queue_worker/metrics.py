@@ -87,3 +87,21 @@ SCHEDULE_INTERVAL = Gauge(
     _SCHEDULE,
     multiprocess_mode="max",
 )
+
+WAKEUPS = Counter(
+    "queue_wakeups_total",
+    "Idle consumers' claims by what made them due: stream (a change stream announced a job), "
+    "timer (an announced job's run_at came), poll (the polling back-off).",
+    ("source",),
+)
+STREAM_STARTS = Counter(
+    "queue_job_stream_starts_total",
+    "Change streams consumers opened to hear of new jobs: kind=first per process, kind=restart "
+    "after a stream broke.",
+    ("kind",),
+)
+DB_COMMANDS = Counter(
+    "mongodb_commands_total",
+    "Database commands this process sent (pymongo command monitoring), by command name.",
+    ("command",),
+)

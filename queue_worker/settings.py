@@ -38,6 +38,7 @@ class QueueSettings:
     db_timeout_s: float = 10.0  # every queue operation's deadline (connection.connect)
     task_modules: tuple[str, ...] = DEFAULT_TASK_MODULES
     enable_bench_tasks: bool = False
+    wakeup: str = "stream"  # stream: change stream + polling; poll: polling only
 
     def __post_init__(self) -> None:
         if self.heartbeat_s <= 0:
@@ -78,6 +79,14 @@ def _queue_name(raw: str) -> str:
 
 _seconds = envspec.number
 _count = envspec.integer
+
+
+def _wakeup(raw: str) -> str:
+    if raw not in ("stream", "poll"):
+        raise ValueError("must be stream or poll")
+    return raw
+
+
 OPTIONS: tuple[Option[Any], ...] = (
     Option("MONGODB_URI", "mongodb_uri", envspec.text, "the database server"),
     Option("MONGODB_DATABASE", "mongodb_database", envspec.text, "database name"),
@@ -96,4 +105,5 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("QUEUE_DB_TIMEOUT_S", "db_timeout_s", _seconds(0.1), "database operation deadline"),
     Option("QUEUE_TASK_MODULES", "task_modules", envspec.names, "task modules to load"),
     Option("QUEUE_ENABLE_BENCH_TASKS", "enable_bench_tasks", envspec.flag, "bench.* tasks"),
+    Option("QUEUE_WAKEUP", "wakeup", _wakeup, "stream or poll"),
 )

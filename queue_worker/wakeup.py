@@ -6,18 +6,41 @@ or until someone calls `wake` (a job finished and freed a slot; a new job was an
 
     Wakeup          the protocol the consumer uses
     PollingWakeup   idle claims back off from POLL_MIN_S, doubling, up to poll_max_s
+    StreamWakeup    polling, plus a change stream that announces new and retried jobs: a claim
+                    is due the moment one appears (or, for a delayed one, at its run_at)
 
-A source that hears about new jobs (a change stream, issue #15's) plugs in here: it marks a claim
-due and wakes the loop, and keeps polling as its fallback. `begin_claim` is called just before
-each claim query, so news that arrives while a claim runs is never lost: it makes the next
-claim due again.
+`begin_claim` is called just before each claim query, so news that arrives while a claim runs
+is never lost: it makes the next claim due again.
+
+The stream (one per consumer process, on its own thread) watches two kinds of change:
+    an insert into `jobs_backlog` in the consumer's queues   a new unkeyed job
+    an update of `jobs` that sets state pending              a retry, release or revive
+    an update of `jobs` that removes hold_run_at             a new keyed job becomes claimable
+(promotions into `jobs` are not announced again: their backlog insert was). A job due later sets
+a timer for its run_at. Polling stays underneath, unchanged: it is the fallback when a stream
+breaks or the server has none (a standalone mongod), the safety net for what no event announces
+(an expired lease to rescue), and every (re)start of the stream is followed by a claim pass, so
+no announcement can be lost between a break and the new stream. While the consumer is busy
+(its last claim found work) the thread stops reading; the events wait in the stream.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from datetime import datetime, timedelta
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pymongo.errors import PyMongoError
+
+from queue_worker import metrics
+
+# The collections the stream watches (store.py's names; not imported from there to keep this
+# module below the store).
+BACKLOG = "jobs_backlog"
+JOBS = "jobs"
+
+log = logging.getLogger("queue_worker.wakeup")
 
 POLL_MIN_S = 0.01
 
@@ -96,3 +119,156 @@ class PollingWakeup:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+STREAM_RETRY_S = 1.0
+AWAIT_MS = 1000
+
+
+class StreamWakeup(PollingWakeup):
+    """Polling plus change-stream announcements (see the module docstring)."""
+
+    def __init__(
+        self,
+        db: Any,
+        queues: list[str],
+        poll_max_s: float,
+        *,
+        backlog: str,
+        jobs: str,
+        min_s: float = POLL_MIN_S,
+    ) -> None:
+        super().__init__(poll_max_s, min_s=min_s)
+        self._db = db
+        self._queues = list(queues)
+        self._backlog, self._jobs = backlog, jobs
+        self._lock = threading.Lock()
+        self._news = False  # announced since the last claim began
+        self._timer: datetime | None = None  # the earliest announced run_at still ahead
+        self._idle = threading.Event()  # the last claim found nothing: read the stream
+        self._idle.set()
+        self._closed = threading.Event()
+        self._reason = "poll"
+        self.healthy = False
+        self._thread = threading.Thread(target=self._watch, name="job-stream", daemon=True)
+        self._thread.start()
+
+    # -- the consumer's side -----------------------------------------------------------------
+
+    def claim_due(self, now: datetime) -> bool:
+        with self._lock:
+            if self._news:
+                return True
+            if self._timer is not None and now >= self._timer:
+                return True
+        return super().claim_due(now)
+
+    def begin_claim(self, now: datetime) -> None:
+        with self._lock:
+            if self._news:
+                reason = "stream"
+            elif self._timer is not None and now >= self._timer:
+                reason, self._timer = "timer", None
+            else:
+                reason = "poll"
+            self._news = False
+        if self._idle.is_set():  # a wake-up, not the next claim of a busy streak
+            metrics.WAKEUPS.labels(reason).inc()
+
+    def claimed(self, found: bool, now: datetime) -> None:
+        super().claimed(found, now)
+        if found:
+            self._idle.clear()
+        else:
+            self._idle.set()
+
+    def next_claim_at(self) -> datetime | None:
+        with self._lock:
+            if self._news:
+                return None
+            timer = self._timer
+        polled = super().next_claim_at()
+        if timer is None:
+            return polled
+        return timer if polled is None else min(timer, polled)
+
+    def close(self) -> None:
+        """Stop the stream's thread: it ends within AWAIT_MS (a daemon: never waited for)."""
+        self._closed.set()
+        self._idle.set()
+
+    # -- the stream's side ---------------------------------------------------------------------
+
+    def announce(self, run_at: datetime | None) -> None:
+        """A job appeared that is due at `run_at` (None: now); make a claim due then."""
+        now = datetime.now(UTC)
+        with self._lock:
+            if run_at is None or run_at <= now:
+                self._news = True
+            elif self._timer is None or run_at < self._timer:
+                self._timer = run_at
+        self.wake()
+
+    def _pipeline(self) -> list[dict[str, Any]]:
+        updated = "updateDescription.updatedFields"
+        return [
+            {
+                "$match": {
+                    "$or": [
+                        {
+                            "ns.coll": self._backlog,
+                            "operationType": "insert",
+                            "fullDocument.queue": {"$in": self._queues},
+                        },
+                        {
+                            "ns.coll": self._jobs,
+                            "operationType": "update",
+                            "$or": [
+                                {f"{updated}.state": "pending"},
+                                {"updateDescription.removedFields": "hold_run_at"},
+                            ],
+                        },
+                    ]
+                }
+            },
+            {"$project": {"operationType": 1, "fullDocument.run_at": 1, f"{updated}.run_at": 1}},
+        ]
+
+    def _watch(self) -> None:
+        opened = False
+        while not self._closed.is_set():
+            try:
+                with self._db.watch(self._pipeline(), max_await_time_ms=AWAIT_MS) as stream:
+                    self.healthy = True
+                    metrics.STREAM_STARTS.labels("restart" if opened else "first").inc()
+                    opened = True
+                    self.announce(None)  # whatever happened before the stream: claim once
+                    while not self._closed.is_set():
+                        self._idle.wait()
+                        change = stream.try_next()
+                        if change is not None:
+                            self.announce(_run_at(change))
+            except PyMongoError as exc:
+                self.healthy = False
+                log.info("job stream broke (%s); polling until it is back", type(exc).__name__)
+                self._closed.wait(STREAM_RETRY_S)
+            except Exception:  # noqa: BLE001 - a bug here must not kill wake-ups silently
+                self.healthy = False
+                log.exception("job stream failed; polling until it is back")
+                self._closed.wait(STREAM_RETRY_S)
+        self.healthy = False
+
+
+def _run_at(change: dict[str, Any]) -> datetime | None:
+    if change.get("operationType") == "insert":
+        value = (change.get("fullDocument") or {}).get("run_at")
+    else:
+        value = ((change.get("updateDescription") or {}).get("updatedFields") or {}).get("run_at")
+    return value if isinstance(value, datetime) else None
+
+
+def for_consumer(db: Any, queues: list[str], settings: Any) -> Wakeup:
+    """Return the wake-up source QUEUE_WAKEUP names for a consumer of `queues`."""
+    if settings.wakeup == "poll":
+        return PollingWakeup(settings.poll_max_s)
+    return StreamWakeup(db, queues, settings.poll_max_s, backlog=BACKLOG, jobs=JOBS)

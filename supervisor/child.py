@@ -160,6 +160,7 @@ def boot(settings: SupervisorSettings, slot: int) -> tuple[MongoClient[Any], Con
     from queue_worker.connection import owner_id
     from queue_worker.consumer import Consumer
     from queue_worker.tasks import ResourceSetup, open_resources
+    from queue_worker.wakeup import for_consumer
     from supervisor.bootstrap import open_store, queue_settings
 
     queue = queue_settings()
@@ -167,16 +168,18 @@ def boot(settings: SupervisorSettings, slot: int) -> tuple[MongoClient[Any], Con
     concurrency = settings.concurrency or queue.concurrency
     client, store = open_store(queue, f"supervisor-consumer-{slot}", pool=concurrency + 2)
     resources = open_resources(registry, ResourceSetup(env=os.environ, db=store.db))
+    queues = list(settings.queues) if settings.queues else [queue.default_queue]
     consumer = Consumer(
         store,
         registry,
         queue,
         owner=owner_id(),
-        queues=list(settings.queues) if settings.queues else None,
+        queues=queues,
         concurrency=concurrency,
         stop_timeout_s=settings.graceful_timeout_s,
         resources=resources,
         max_wait_s=PASS_WAIT_S,
+        wakeup=for_consumer(store.db, queues, queue),
     )
     return client, consumer
 

@@ -31,6 +31,7 @@ from queue_worker.consumer import EXIT_NEEDS_REPLACEMENT, Consumer
 from queue_worker.job import JobState
 from queue_worker.store import utcnow
 from queue_worker.tasks import ResourceSetup, open_resources
+from queue_worker.wakeup import for_consumer
 from runtime import metrics_dir
 
 DEFAULT_DRAIN_S = 30.0
@@ -102,10 +103,12 @@ def cmd_work(args: argparse.Namespace, cli: Cli) -> int:
     with cli.store("queue_worker.work") as store:
         store.ensure_indexes()
         resources = open_resources(cli.registry, ResourceSetup(env=cli.env, db=store.db))
+        queues = args.queues or [cli.settings.default_queue]
         consumer = Consumer(
             store, cli.registry, cli.settings, owner=owner_id(),
-            queues=args.queues, concurrency=args.concurrency or cli.settings.concurrency,
+            queues=queues, concurrency=args.concurrency or cli.settings.concurrency,
             stop_timeout_s=args.drain_timeout, resources=resources,
+            wakeup=for_consumer(store.db, queues, cli.settings),
         )  # fmt: skip
         signalled: list[int] = []
 
