@@ -124,6 +124,7 @@ class Consumer:
 
     def run_once(self, now: datetime) -> int:
         """Do one pass at time `now`; return how many jobs it started."""
+        self.slots.flush_acks(now)
         self.slots.reap()
         self.slots.tend(now)
         self.housekeeping.run(now)
@@ -132,12 +133,13 @@ class Consumer:
         started = 0
         while self._may_claim(now):
             self.wakeup.begin_claim(now)
-            held = self._claim(now)
-            self.wakeup.claimed(held is not None, now)
-            if held is None:
+            taken = self._claim_some(now)
+            self.wakeup.claimed(bool(taken), now)
+            if not taken:
                 break
-            self.slots.start(held, now)
-            started += 1
+            for held in taken:
+                self.slots.start(held, now)
+            started += len(taken)
         return started
 
     def wait_for_work(self, now: datetime, max_s: float | None = None) -> None:
@@ -191,6 +193,21 @@ class Consumer:
 
     def _may_claim(self, now: datetime) -> bool:
         return not self._claims_blocked() and self.wakeup.claim_due(now)
+
+    def _claim_some(self, now: datetime) -> list[Lease]:
+        """Claim for every free slot: in one batch when two or more are free and no suspect
+        waits (batches.py), else one job (the single claim also takes suspects)."""
+        free = self.concurrency - len(self.slots)
+        if free >= 2 and not self.housekeeping.suspect_waiting:
+            try:
+                taken = self.store.claim_many(self.owner, limit=free, queues=self.queues, now=now)
+            except PyMongoError:
+                log.warning("claim failed; backing off", exc_info=True)
+                return []
+            if taken:
+                return taken
+        held = self._claim(now)
+        return [held] if held is not None else []
 
     def _claim(self, now: datetime) -> Lease | None:
         if self.slots.active or self.slots.abandoned:

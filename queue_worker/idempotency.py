@@ -7,7 +7,9 @@ checked `job_keys`: the archiver writes a key's marker *before* it deletes the f
 `jobs`, so once our insert won, any earlier job with this key is already visible there, and we
 withdraw our job and hand that one back. Losers read the winner's job; if it is still held they
 check `job_keys` themselves and so answer exactly what the winner will. If the winner dies
-between insert and check, its job simply runs KEY_HOLD_S late.
+between insert and check, its job becomes claimable KEY_HOLD_S late, still marked as held: the
+consumer that claims it makes the check then (`superseded_by`) and cancels it unrun if the key
+had an earlier, finished job.
 """
 
 from __future__ import annotations
@@ -67,6 +69,16 @@ class KeyedEnqueue:
             metrics.JOBS_ENQUEUED.labels(doc["queue"], doc["task"]).inc()
             return Job.from_doc(doc), True
         raise QueueError(f"could not settle idempotency key {doc['idempotency_key']!r}")
+
+    def superseded_by(self, doc: Doc) -> str | None:
+        """For a claimed job still marked held (its enqueuer died before its check): return the
+        id of the key's earlier finished job, if there is one."""
+        if "hold_run_at" not in doc or "idempotency_key" not in doc:
+            return None
+        marker = self.keys.find_one({"_id": doc["idempotency_key"]})
+        if marker is None or marker["job_id"] == doc["_id"]:
+            return None
+        return str(marker["job_id"])
 
     def _job_for_key(self, key: str) -> Job | None:
         doc = self.jobs.find_one({"idempotency_key": key})

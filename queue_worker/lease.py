@@ -31,7 +31,7 @@ Doc = dict[str, Any]
 CLAIM_SORT = [("priority", -1), ("run_at", 1)]
 MAX_RESULT_BYTES = 16_384
 MAX_ERROR_CHARS = 2_000
-_DROP_LEASE = {"lease_token": "", "lease_until": ""}
+DROP_LEASE = {"lease_token": "", "lease_until": ""}
 
 
 class Suspects(StrEnum):
@@ -87,13 +87,63 @@ def due_filter(queues: list[str] | None, now: datetime) -> Doc:
     return due if queues is None else {**queue_filter(queues), **due}
 
 
-def _eligible(queues: list[str], now: datetime, suspects: Suspects) -> Doc:
+def eligible(queues: list[str], now: datetime, suspects: Suspects) -> Doc:
     flt = due_filter(queues, now)
     if suspects is Suspects.EXCLUDE:
         flt["crashes"] = {"$not": {"$gt": 0}}  # also a document written without the field
     elif suspects is Suspects.ONLY:
         flt["crashes"] = {"$gt": 0}
     return flt
+
+
+def claim_update(token: Any, *, owner: str, now: datetime, lease_s: float) -> list[Doc]:
+    """Return the update pipeline that takes a due job for `owner` with lease token `token` (an
+    expression: a literal, or one computed per document by a batch claim)."""
+    was_running = {"$eq": ["$state", JobState.RUNNING.value]}
+    # An update pipeline evaluates every expression against the document as it was, so one
+    # write both takes the job and records whether it was a rescue of an expired lease.
+    return [
+        {
+            "$set": {
+                "rescued": was_running,
+                "rescues": {"$add": [{"$ifNull": ["$rescues", 0]}, {"$cond": [was_running, 1, 0]}]},
+                "attempts": {"$add": [{"$ifNull": ["$attempts", 0]}, 1]},
+                "state": JobState.RUNNING.value,
+                "lease_token": token,
+                "lease_owner": {"$literal": owner},
+                "lease_until": now + timedelta(seconds=lease_s),
+                "started_at": now,
+            }
+        }
+    ]
+
+
+def claimed(doc: Doc, token: str, *, owner: str, now: datetime, lease_s: float) -> Doc:
+    """Return what `claim_update` makes of `doc` (a batch claim that took every job it found
+    builds the documents itself instead of reading them back)."""
+    was_running = doc.get("state") == JobState.RUNNING.value
+    return {
+        **doc,
+        "rescued": was_running,
+        "rescues": int(doc.get("rescues") or 0) + (1 if was_running else 0),
+        "attempts": int(doc.get("attempts") or 0) + 1,
+        "state": JobState.RUNNING.value,
+        "lease_token": token,
+        "lease_owner": owner,
+        "lease_until": now + timedelta(seconds=lease_s),
+        "started_at": now,
+    }
+
+
+def started(held: Lease, now: datetime) -> None:
+    """Count a claimed job in the metrics (started, rescued, how long it waited)."""
+    labels = (held.job.queue, held.job.task)
+    metrics.JOBS_STARTED.labels(*labels).inc()
+    if held.rescued:
+        metrics.JOBS_RESCUED.labels(*labels).inc()
+    metrics.JOB_WAIT_SECONDS.labels(*labels).observe(
+        max((now - held.job.run_at).total_seconds(), 0)
+    )
 
 
 def claim(
@@ -107,25 +157,9 @@ def claim(
 ) -> Lease | None:
     """Take the most urgent eligible job in one atomic write; None if nothing is due."""
     token = uuid.uuid4().hex
-    was_running = {"$eq": ["$state", JobState.RUNNING.value]}
-    # An update pipeline evaluates every expression against the document as it was, so one
-    # write both takes the job and records whether it was a rescue of an expired lease.
-    update = [
-        {
-            "$set": {
-                "rescued": was_running,
-                "rescues": {"$add": [{"$ifNull": ["$rescues", 0]}, {"$cond": [was_running, 1, 0]}]},
-                "attempts": {"$add": [{"$ifNull": ["$attempts", 0]}, 1]},
-                "state": JobState.RUNNING.value,
-                "lease_token": {"$literal": token},
-                "lease_owner": {"$literal": owner},
-                "lease_until": now + timedelta(seconds=lease_s),
-                "started_at": now,
-            }
-        }
-    ]
+    update = claim_update({"$literal": token}, owner=owner, now=now, lease_s=lease_s)
     doc = jobs.find_one_and_update(
-        _eligible(queues, now, suspects),
+        eligible(queues, now, suspects),
         update,
         sort=CLAIM_SORT,
         return_document=ReturnDocument.AFTER,
@@ -133,19 +167,13 @@ def claim(
     if doc is None:
         return None
     held = Lease(Job.from_doc(doc), token, owner, bool(doc.get("rescued")), doc)
-    labels = (held.job.queue, held.job.task)
-    metrics.JOBS_STARTED.labels(*labels).inc()
-    if held.rescued:
-        metrics.JOBS_RESCUED.labels(*labels).inc()
-    metrics.JOB_WAIT_SECONDS.labels(*labels).observe(
-        max((now - held.job.run_at).total_seconds(), 0)
-    )
+    started(held, now)
     return held
 
 
 def suspect_due(jobs: Collection[Doc], queues: list[str], now: datetime) -> bool:
     """Return True if a suspect job is claimable now."""
-    flt = _eligible(queues, now, Suspects.ONLY)
+    flt = eligible(queues, now, Suspects.ONLY)
     return jobs.find_one(flt, projection={"_id": 1}) is not None
 
 
@@ -166,13 +194,13 @@ def succeed(jobs: Collection[Doc], held: Lease, result: Any, *, now: datetime) -
     _, after = transition(Transition.SUCCEED)
     stored = small_result(result)
     fields = {"state": after.value, "result": stored, "finished_at": now}
-    if not _fenced(jobs, held, {"$set": fields, "$unset": _DROP_LEASE}):
+    if not _fenced(jobs, held, {"$set": fields, "$unset": DROP_LEASE}):
         return None
     labels = (held.job.queue, held.job.task)
     metrics.JOBS_SUCCEEDED.labels(*labels).inc()
     if held.job.started_at is not None:
         metrics.JOB_RUN_SECONDS.labels(*labels).observe((now - held.job.started_at).total_seconds())
-    final = {k: v for k, v in held.doc.items() if k not in _DROP_LEASE}
+    final = {k: v for k, v in held.doc.items() if k not in DROP_LEASE}
     final.update(fields)
     return final
 
@@ -206,7 +234,7 @@ def fail(
     _, after = transition(Transition.RETRY)
     assert decision.run_at is not None
     fields = {"state": after.value, "run_at": decision.run_at, "last_error": message}
-    if not _fenced(jobs, held, {"$set": fields, "$unset": _DROP_LEASE}):
+    if not _fenced(jobs, held, {"$set": fields, "$unset": DROP_LEASE}):
         return None
     metrics.JOBS_FAILED.labels(*labels).inc()
     if held.job.started_at is not None:
@@ -214,15 +242,11 @@ def fail(
     return after
 
 
-def expire(jobs: Collection[Doc], held: Lease, *, now: datetime) -> bool:
-    """Cancel a job claimed after its start_by (it is no longer wanted); False if lost."""
+def expire(jobs: Collection[Doc], held: Lease, *, now: datetime, reason: str) -> bool:
+    """Cancel a claimed job that is no longer wanted, without running it; False if lost."""
     _, after = transition(Transition.EXPIRE)
-    fields = {
-        "state": after.value,
-        "last_error": "not started by its start_by time",
-        "finished_at": now,
-    }
-    if not _fenced(jobs, held, {"$set": fields, "$unset": _DROP_LEASE, "$inc": {"attempts": -1}}):
+    fields = {"state": after.value, "last_error": reason, "finished_at": now}
+    if not _fenced(jobs, held, {"$set": fields, "$unset": DROP_LEASE, "$inc": {"attempts": -1}}):
         return False
     metrics.JOBS_EXPIRED.labels(held.job.queue, held.job.task).inc()
     return True
@@ -246,7 +270,7 @@ def bury(
         "finished_at": now,
         **(extra or {}),
     }
-    if not _fenced(jobs, held, {"$set": fields, "$unset": _DROP_LEASE}):
+    if not _fenced(jobs, held, {"$set": fields, "$unset": DROP_LEASE}):
         return False
     metrics.JOBS_DEAD.labels(held.job.queue, held.job.task, reason.value).inc()
     return True
@@ -258,7 +282,7 @@ def release(jobs: Collection[Doc], held: Lease, *, reason: str, crash: Doc | Non
     update: Doc = {
         "$set": {"state": after.value, **(crash or {})},
         "$inc": {"attempts": -1, **({"crashes": 1} if crash else {})},
-        "$unset": {**_DROP_LEASE, "lease_owner": ""},
+        "$unset": {**DROP_LEASE, "lease_owner": ""},
     }
     if not _fenced(jobs, held, update):
         return False

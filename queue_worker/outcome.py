@@ -3,7 +3,9 @@
 Succeeded(result)                       the handler returned
 Failed(error, retryable, retry_after_s) it raised; NonRetryableError -> not retryable,
                                         RetryAfter -> retryable no sooner than its delay
-Expired()                               not run: claimed after the job's start_by
+Expired(reason)                         not run: claimed after the job's start_by, or a keyed
+                                        job whose enqueuer died before it found the key's
+                                        earlier, finished job (idempotency.py)
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ class Failed:
 
 @dataclass(frozen=True)
 class Expired:
-    """The job was claimed after its start_by time: it is cancelled, not run."""
+    """The job is no longer wanted (claimed after its start_by time, or found to duplicate an
+    earlier job of its key): it is cancelled, not run."""
+
+    reason: str = "not started by its start_by time"
 
 
 Outcome = Succeeded | Failed | Expired

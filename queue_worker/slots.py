@@ -1,7 +1,9 @@
 """The jobs one consumer process runs at once: a thread per job, and what the loop does for them.
 
-Who writes what: a job's own thread writes its outcome (succeed/fail) right after its handler
-returns, so the loop can claim the next job meanwhile; the loop writes heartbeats, timeouts and
+Who writes what: a job's own thread writes a failure right after its handler returns, so the
+loop can claim the next job meanwhile; a success it hands to the loop, which writes the
+successes of every job that finished since its last pass in one bulk write (`flush_acks`,
+batches.py; one job's alone is a single update). The loop writes heartbeats, timeouts and
 releases. A per-slot lock orders these so a heartbeat never races the outcome of the same job;
 the lease token fences everything else (other processes, stale workers).
 
@@ -76,6 +78,7 @@ class Slot:
     finished: bool = False
     given_up: bool = False
     lost: bool = False
+    succeeded: Succeeded | None = None  # the handler returned; the loop writes it next pass
 
     @property
     def ended(self) -> bool:
@@ -146,12 +149,21 @@ class Slots:
         if held.job.start_by is not None and now > held.job.start_by:
             self._finish(slot, Expired())  # too late to be wanted: cancelled, not run
             return
+        if "hold_run_at" in held.doc and (earlier := self._superseded_by(held)) is not None:
+            self._finish(slot, Expired(f"a duplicate of job {earlier}, which has its key"))
+            return
         slot.thread = threading.Thread(
             target=lambda: self._finish(slot, run_handler(spec, held.job, slot.ctx)),
             name=f"job-{held.job.id}",
             daemon=True,
         )
         slot.thread.start()
+
+    def _superseded_by(self, held: Lease) -> str | None:
+        try:
+            return self.store.superseded_by(held)
+        except PyMongoError:
+            return None  # run it: at least once, as before
 
     def reap(self) -> None:
         """Forget slots whose thread has finished."""
@@ -163,6 +175,26 @@ class Slots:
                 keep.append(slot)
         self.active = keep
 
+    def flush_acks(self, now: datetime) -> None:
+        """Write the successes handed over since the last pass: one bulk write for them all."""
+        waiting = [slot for slot in self.active if slot.succeeded is not None]
+        if not waiting:
+            return
+        items = [(slot.held, slot.succeeded.result) for slot in waiting if slot.succeeded]
+        try:
+            if len(items) == 1:
+                finals = [self.store.succeed(items[0][0], items[0][1], now=now)]
+            else:
+                finals = self.store.succeed_many(items, now=now)
+        except PyMongoError:
+            log.exception("recording %d successes failed; their leases will expire", len(items))
+            finals = [None] * len(items)
+        for slot, final in zip(waiting, finals, strict=True):
+            if final is not None:
+                self._on_succeeded(final)
+            slot.succeeded = None
+            slot.finished = True
+
     def tend(self, now: datetime) -> None:
         """Time out jobs past their deadline; heartbeat the others when due."""
         for slot in list(self.active):
@@ -172,7 +204,9 @@ class Slots:
                 self._heartbeat(slot, now)
 
     def release_all(self) -> int:
-        """Release every running job back to pending now, without counting its attempt."""
+        """Release every running job back to pending now, without counting its attempt (the
+        successes already handed over are written first)."""
+        self.flush_acks(self.clock())
         released = 0
         for slot in self.active:
             with slot.lock:
@@ -211,8 +245,8 @@ class Slots:
 
     def _time_out(self, slot: Slot, now: datetime) -> None:
         with slot.lock:
-            if slot.finished:
-                return
+            if slot.finished or slot.succeeded is not None:
+                return  # done in time; its success is written by the next flush
             slot.given_up = True
             slot.ctx.stop()
             if not slot.lost:
@@ -231,26 +265,27 @@ class Slots:
             log.error("job %s overran its timeout; its thread is abandoned", slot.held.job.id)
 
     def _finish(self, slot: Slot, outcome: Outcome) -> None:
-        """In the job's thread: write the outcome unless the loop gave the job up meanwhile."""
+        """In the job's thread: hand a success to the loop, write any other outcome, unless the
+        loop gave the job up meanwhile."""
         with slot.lock:
-            try:
-                if not (slot.given_up or slot.lost):
-                    self._record(slot, outcome)
-            except PyMongoError:
-                log.exception("recording job %s failed; its lease will expire", slot.held.job.id)
-            finally:
-                slot.finished = True
+            if isinstance(outcome, Succeeded) and not (slot.given_up or slot.lost):
+                slot.succeeded = outcome  # written with the others by the loop's next flush
+            else:
+                try:
+                    if not (slot.given_up or slot.lost or isinstance(outcome, Succeeded)):
+                        self._record(slot, outcome)
+                except PyMongoError:
+                    log.exception(
+                        "recording job %s failed; its lease will expire", slot.held.job.id
+                    )
+                finally:
+                    slot.finished = True
         self._on_finished()
 
-    def _record(self, slot: Slot, outcome: Outcome) -> None:
+    def _record(self, slot: Slot, outcome: Failed | Expired) -> None:
         now = self.clock()
-        if isinstance(outcome, Succeeded):
-            final = self.store.succeed(slot.held, outcome.result, now=now)
-            if final is not None:
-                self._on_succeeded(final)
-            return
         if isinstance(outcome, Expired):
-            self.store.expire(slot.held, now=now)
+            self.store.expire(slot.held, now=now, reason=outcome.reason)
             return
         self.store.fail(
             slot.held,

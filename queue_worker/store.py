@@ -36,7 +36,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from queue_worker import archive, backlog, lease, metrics
+from queue_worker import archive, backlog, batches, lease, metrics
 from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
 from queue_worker.errors import ConfigError, InvalidJobError
 from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
@@ -177,24 +177,28 @@ class JobStore:
         idempotency_key: str | None = None,
         submitted_by: str | None = None,
         start_by: datetime | None = None,
+        journaled: bool = True,
     ) -> Job:
         """Store a new pending job (journaled) and return it; with a key, return the key's job.
-        A job claimed after `start_by` is cancelled without running."""
+        A job claimed after `start_by` is cancelled without running. `journaled=False` (an
+        unkeyed job only) skips the wait for the journal: for best-effort jobs, whose loss in a
+        server crash of the next ~100 ms is acceptable."""
         request = EnqueueRequest(
             task, payload, queue, priority, delay_s, run_at, max_attempts, timeout_s,
             idempotency_key, submitted_by, start_by,
         )  # fmt: skip
-        return self.enqueue_many([request])[0]
+        return self.enqueue_many([request], journaled=journaled)[0]
 
-    def enqueue_many(self, requests: Iterable[EnqueueRequest | Mapping[str, Any]]) -> list[Job]:
-        """Store many jobs; unkeyed ones in one journaled batch into the backlog (backlog.py).
-
-        Returns them in request order."""
+    def enqueue_many(
+        self, requests: Iterable[EnqueueRequest | Mapping[str, Any]], *, journaled: bool = True
+    ) -> list[Job]:
+        """Store many jobs; unkeyed ones in one batch into the backlog (backlog.py), journaled
+        unless `journaled=False`. Returns them in request order."""
         now = to_bson_time(self.clock())
         docs = [self._new_doc(as_request(r), now) for r in requests]
         plain = [d for d in docs if "idempotency_key" not in d]
         if plain:
-            self._backlog_j.insert_many(plain, ordered=True)
+            (self._backlog_j if journaled else self.backlog).insert_many(plain, ordered=True)
         jobs: list[Job] = []
         for doc in docs:
             if "idempotency_key" in doc:
@@ -326,6 +330,27 @@ class JobStore:
                 return None
         return None
 
+    def claim_many(
+        self,
+        owner: str,
+        *,
+        limit: int,
+        queues: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> list[lease.Lease]:
+        """Take up to `limit` due jobs at once, never suspects (batches.py); promote a batch
+        from the backlog first when `jobs` has none due."""
+        names = list(queues or [self.settings.default_queue])
+        at = to_bson_time(now or self.clock())
+        for _ in range(2):
+            held = batches.claim_many(
+                self.jobs, owner=owner, queues=names, now=at, lease_s=self.settings.lease_s,
+                limit=limit,
+            )  # fmt: skip
+            if held or not self.promote(names, now=at):
+                return held
+        return []
+
     def promote(self, queues: Sequence[str] | None = None, *, now: datetime | None = None) -> int:
         """Move the next batch of due jobs from the backlog into `jobs`; return how many."""
         return backlog.promote(
@@ -349,9 +374,23 @@ class JobStore:
         """Mark a leased job succeeded; return its final document, or None if the lease was lost."""
         return lease.succeed(self._jobs_j, held, result, now=to_bson_time(now or self.clock()))
 
-    def expire(self, held: lease.Lease, *, now: datetime | None = None) -> bool:
-        """Cancel a leased job claimed after its start_by, without running it; False if lost."""
-        return lease.expire(self._jobs_j, held, now=to_bson_time(now or self.clock()))
+    def succeed_many(
+        self, items: Sequence[tuple[lease.Lease, Any]], *, now: datetime | None = None
+    ) -> list[Doc | None]:
+        """Mark several leased jobs succeeded in one bulk write (batches.py); return each final
+        document, None where the lease was lost."""
+        at = to_bson_time(now or self.clock())
+        return batches.succeed_many(self._jobs_j, self.done, items, now=at)
+
+    def expire(self, held: lease.Lease, *, reason: str, now: datetime | None = None) -> bool:
+        """Cancel a leased job that is no longer wanted, without running it; False if lost."""
+        at = to_bson_time(now or self.clock())
+        return lease.expire(self._jobs_j, held, now=at, reason=reason)
+
+    def superseded_by(self, held: lease.Lease) -> str | None:
+        """Return the id of the earlier, finished job of this job's key if this job is an
+        orphaned duplicate of it (its enqueuer died before finding that job), else None."""
+        return self._keyed.superseded_by(held.doc)
 
     def fail(
         self,

@@ -70,8 +70,12 @@ def make(store: JobStore, registry: TaskRegistry, clock: FakeClock, **kwargs: An
 
 
 def threads_done(consumer: Consumer) -> bool:
-    """True once every slot's thread has written its outcome (the next pass reaps them)."""
-    return all(slot.finished for slot in consumer.slots.active)
+    """True once every slot's thread is done: a failure written, a success handed to the loop;
+    the successes are then written as the loop's next pass would (it also reaps the slots)."""
+    done = all(slot.finished or slot.succeeded for slot in consumer.slots.active)
+    if done:
+        consumer.slots.flush_acks(consumer.clock())
+    return done
 
 
 def state_of(store: JobStore, job_id: str) -> JobState | None:
@@ -106,7 +110,8 @@ def test_claims_only_while_a_slot_is_free(
     blocker.release.set()
     wait_until(lambda: threads_done(consumer))
     assert consumer.run_once(fake_clock.advance(1)) == 2
-    wait_until(lambda: all(state_of(job_store, j.id) is JobState.SUCCEEDED for j in jobs))
+    wait_until(lambda: threads_done(consumer))
+    assert all(state_of(job_store, j.id) is JobState.SUCCEEDED for j in jobs)
 
 
 def test_polling_backs_off_when_idle_and_claims_at_once_after_a_hit(
@@ -249,7 +254,8 @@ def test_heartbeats_keep_a_short_lease_alive_under_a_long_job(
         consumer.run_once(clock.advance(0.06))
         assert store.claim("thief", now=clock.now) is None
     blocker.release.set()
-    wait_until(lambda: state_of(store, job.id) is JobState.SUCCEEDED)
+    wait_until(lambda: threads_done(consumer))
+    assert state_of(store, job.id) is JobState.SUCCEEDED
     done = store.get(job.id)
     assert done is not None and (done.attempts, done.rescues) == (1, 0)
 
@@ -399,3 +405,28 @@ def test_retry_after_from_a_handler_delays_the_next_attempt_at_least_that_long(
     assert after is not None and after.state is JobState.PENDING and after.attempts == 1
     assert after.run_at >= fake_clock.now + timedelta(seconds=120)
     assert after.last_error == "RetryAfter: the disk is full"
+
+
+def test_an_orphaned_duplicate_of_a_finished_keyed_job_is_cancelled_unrun(
+    job_store: JobStore, registry: TaskRegistry, fake_clock: FakeClock
+) -> None:
+    """An enqueuer that died between its insert and its key check leaves a held job; the
+    consumer that claims it makes the check and cancels it when the key's job already ran."""
+    first = job_store.enqueue("quick", {"n": 1}, idempotency_key="k")
+    consumer = make(job_store, registry, fake_clock)
+    consumer.run_once(fake_clock.now)
+    wait_until(lambda: threads_done(consumer))
+    consumer.run_once(fake_clock.advance(1))
+    consumer.housekeeping.flush()  # archived: the key's marker is in job_keys
+    assert job_store.keys.count_documents({"_id": "k"}) == 1
+    orphan = job_store.jobs.insert_one(
+        {"queue": "default", "task": "quick", "payload": {"n": 2}, "state": "pending",
+         "priority": 0, "run_at": fake_clock.now, "hold_run_at": fake_clock.now,
+         "attempts": 0, "max_attempts": 3, "timeout_s": 60.0, "created_at": fake_clock.now,
+         "crashes": 0, "rescues": 0, "idempotency_key": "k"}
+    ).inserted_id  # fmt: skip
+    assert consumer.run_once(fake_clock.advance(1)) == 1
+    doc = job_store.jobs.find_one({"_id": orphan})
+    assert doc is not None and doc["state"] == "cancelled"
+    assert doc["last_error"] == f"a duplicate of job {first.id}, which has its key"
+    assert "result" not in doc

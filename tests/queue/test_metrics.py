@@ -26,6 +26,9 @@ CATALOGUE = {
     "queue_schedule_enqueue_lag_seconds": ("histogram", ("schedule",)),
     "queue_schedule_last_success_timestamp_seconds": ("gauge", ("schedule",)),
     "queue_schedule_interval_seconds": ("gauge", ("schedule",)),
+    "queue_wakeups_total": ("counter", ("source",)),
+    "queue_job_stream_starts_total": ("counter", ("kind",)),
+    "mongodb_commands_total": ("counter", ("command",)),
 }
 
 

@@ -42,7 +42,7 @@ def test_no_store_operation_changes_a_state_the_table_does_not_allow(
         "release": lambda job_id, held: held and job_store.release(held),
         "cancel": lambda job_id, held: job_store.cancel(job_id),
         "revive": lambda job_id, held: job_store.revive(job_id),
-        "expire": lambda job_id, held: held and job_store.expire(held),
+        "expire": lambda job_id, held: held and job_store.expire(held, reason="x"),
     }
     observed: set[tuple[JobState, JobState]] = set()
     for state in JobState:
