@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import falcon
 import pymongo
+from bson import ObjectId
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
@@ -29,6 +30,8 @@ from api.auth.passwords import HashPool, PasswordHasher
 from api.auth.security_log import SecurityLog
 from api.auth.session_store import SessionStore
 from api.auth.tokens import TokenCodec
+from api.auth.user_cache import UserCache
+from api.auth.user_store import COLLECTION as USERS
 from api.auth.user_store import UserStore
 from api.errors import handle_error
 from api.metrics import ApiMetrics
@@ -121,6 +124,19 @@ def create_app(
     security = SecurityLog(db)
     _ensure_indexes((users, sessions, limits, tokens, security), settings.ready_timeout_s)
     pool = hash_pool or HashPool(settings.hash_threads, metrics, niceness=settings.hash_niceness)
+    user_cache = None
+    if settings.auth_cache_size:
+
+        def load(user_id: ObjectId) -> dict[str, Any] | None:
+            with admission.operation("users.find"):
+                return users.find_for_auth(user_id)
+
+        user_cache = UserCache(
+            db[USERS],
+            load,
+            size=settings.auth_cache_size,
+            count=lambda result: metrics.user_cache.labels(result).inc(),
+        )
     auth = AuthContext(
         settings=settings,
         db=db,
@@ -138,6 +154,7 @@ def create_app(
         events=AccountEvents(job_store, users, admission, metrics),
         tokens=tokens,
         security=security,
+        user_cache=user_cache,
         admission=admission,
         metrics=metrics,
         clock=clock,

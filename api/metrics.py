@@ -115,6 +115,15 @@ class ApiMetrics:
         )
         for event in EventType:
             self.security_events.labels(event.value)
+        self.user_cache = Counter(
+            "auth_user_cache_lookups_total",
+            "Authenticated requests' user lookups: hit (memory, kept fresh by the change stream), "
+            "fallback (memory within its short TTL while the stream is down), miss (database).",
+            ["result"],
+            registry=r,
+        )
+        for result in ("hit", "fallback", "miss"):
+            self.user_cache.labels(result)
         self.rate_limited = Counter(
             "auth_rate_limited_total",
             "Requests refused by a rate limit, by scope (account, ip, signup_ip).",

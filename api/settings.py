@@ -127,6 +127,7 @@ class ApiSettings:
     db_pool_size: int = 50
     # Database operations one worker runs at once; the rest queue in arrival order (api/gate.py).
     db_max_in_flight: int = 4
+    auth_cache_size: int = 10_000  # users kept in memory per worker (user_cache.py); 0: off
     trusted_proxy_hops: int = 0
     metrics_multiproc_dir: str | None = None
 
@@ -232,6 +233,7 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("API_DB_TIMEOUT_MS", "db_timeout_ms", _int(10, 600000), "database deadline"),
     Option("API_DB_POOL_SIZE", "db_pool_size", _int(1, 10000), "connections per worker"),
     Option("API_DB_MAX_IN_FLIGHT", "db_max_in_flight", _int(1, 10000), "operations at once"),
+    Option("API_AUTH_CACHE_SIZE", "auth_cache_size", _int(0, 10**7), "users cached (0: off)"),
     TRUSTED_PROXY_HOPS,
 )
 

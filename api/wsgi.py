@@ -27,6 +27,7 @@ from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings
 from queue_worker.builtin import load_tasks
+from queue_worker.connection import COMMAND_COUNTER
 from runtime.env import SettingsError
 
 App = falcon.App[falcon.Request, falcon.Response]
@@ -75,6 +76,7 @@ def build(env: Mapping[str, str]) -> LazyApp:
             serverSelectionTimeoutMS=settings.db_timeout_ms,
             connectTimeoutMS=settings.db_timeout_ms,
             timeoutMS=settings.db_timeout_ms,
+            event_listeners=[COMMAND_COUNTER],
         )
         db = client[queue_settings.mongodb_database]
         store = JobStore(db, queue_settings, registry=registry)

@@ -124,7 +124,7 @@ def check_current_password(
     if user is None:
         raise Unauthorized("The token has been revoked.", code="token_revoked")
     keys, counters = read_counters(ctx, user["email"], client.ip, now=now)
-    known = is_known(principal.user, network_digest(ctx.settings.password_pepper, client.ip), now)
+    known = is_known(user, network_digest(ctx.settings.password_pepper, client.ip), now)
     attempt = begin(ctx, keys, counters, known_network=known, now=now)
     if not ctx.hasher.verify(password, user["password_hash"]):
         failed(ctx, attempt)

@@ -1,11 +1,16 @@
 """Authenticating a request: a valid access token whose session and version still stand.
 
-verify the token (signature, claims, expiry) → read the user once (the profile route needs that
-read anyway) → refuse if the user is gone, the token's version is older than the user's (logout
--all), or its session was ended.
+verify the token (signature, claims, expiry) → the user's document, from the worker's cache kept
+fresh by a change stream (user_cache.py), else one read (the profile route needs it anyway) →
+refuse if the user is gone, the token's version is older than the user's (logout-all), or its
+session was ended.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
 
 from api.auth.context import AuthContext, Principal
 from api.auth.user_store import parse_user_id, session_revoked
@@ -18,8 +23,10 @@ def authenticate(ctx: AuthContext, access_token: str) -> Principal:
     user_id = parse_user_id(claims.sub)
     if user_id is None:
         raise Unauthorized(code="invalid_token")
-    with ctx.admission.operation("users.find"):
-        user = ctx.users.find_for_auth(user_id)
+    if ctx.user_cache is not None:
+        user = ctx.user_cache.get(user_id)
+    else:
+        user = read_user(ctx, user_id)
     if (
         user is None
         or int(user.get("token_version", 0)) != claims.ver
@@ -27,3 +34,9 @@ def authenticate(ctx: AuthContext, access_token: str) -> Principal:
     ):
         raise Unauthorized("The token has been revoked.", code="token_revoked")
     return Principal(claims=claims, user_id=user_id, user=user)
+
+
+def read_user(ctx: AuthContext, user_id: ObjectId) -> dict[str, Any] | None:
+    """Read the user's auth document from the database (admitted like every operation)."""
+    with ctx.admission.operation("users.find"):
+        return ctx.users.find_for_auth(user_id)

@@ -23,6 +23,7 @@ from api.auth.passwords import PasswordHasher
 from api.auth.security_log import SecurityLog
 from api.auth.session_store import SessionStore
 from api.auth.tokens import Claims, TokenCodec
+from api.auth.user_cache import UserCache
 from api.auth.user_store import UserStore
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
@@ -69,6 +70,7 @@ class AuthContext:
     events: AccountEvents
     tokens: AccountTokens
     security: SecurityLog
+    user_cache: UserCache | None
     admission: Admission
     metrics: ApiMetrics
     clock: Callable[[], datetime]

@@ -69,7 +69,17 @@ class AccountEvents:
             "user_agent": user_agent[:USER_AGENT_MAX],
             "at": at.isoformat(),
         }
-        self._enqueue(LOGIN, payload, idempotency_key=f"{LOGIN}:{sid}")
+        # Best effort, in one round trip: no key (one login is one enqueue; a retry could
+        # only duplicate its event), not journaled (an event lost to a crash of the server in
+        # the next ~100 ms is acceptable for a log entry; the login itself is not affected).
+        try:
+            with self._admission.operation("queue.enqueue"):
+                self._queue.enqueue(LOGIN, payload, journaled=False)
+        except ServiceUnavailable:
+            log.warning("login event of session %s not enqueued", sid)
+        except Exception:  # noqa: BLE001 - a bug must not fail the login, nor hide
+            self._metrics.event_errors.labels(LOGIN).inc()
+            log.exception("enqueue of %s failed", LOGIN)
 
     def verification(self, user_id: ObjectId, *, window: str) -> None:
         """Enqueue a fresh verification mail (one per user and cooldown window)."""

@@ -49,6 +49,7 @@ def end_session(
 
     with ctx.admission.operation("sessions.end"):
         _in_transaction(ctx, both)
+    _forget(ctx, user_id)
 
 
 def end_all_sessions(
@@ -79,6 +80,7 @@ def end_all_sessions(
 
     with ctx.admission.operation("sessions.end_all"):
         _in_transaction(ctx, together)
+    _forget(ctx, user_id)
 
 
 def reset_password_and_end_sessions(
@@ -89,6 +91,12 @@ def reset_password_and_end_sessions(
     end_all_sessions(
         ctx, user_id, reason="password_reset", now=now, password_hash=password_hash, verified=True
     )
+
+
+def _forget(ctx: AuthContext, user_id: ObjectId) -> None:
+    """This worker refuses the ended tokens at once; the others hear of it from the stream."""
+    if ctx.user_cache is not None:
+        ctx.user_cache.forget(user_id)
 
 
 def _in_transaction(ctx: AuthContext, writes: Callable[[ClientSession], None]) -> None:

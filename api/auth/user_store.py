@@ -233,7 +233,7 @@ class UserStore:
         """Return what checking the account's current password needs (hash, address)."""
         doc: dict[str, Any] | None = self._users.find_one(
             {"_id": user_id}, {"password_hash": 1, "email": 1, "token_version": 1,
-                               "email_verified": 1, "name": 1}
+                               "email_verified": 1, "name": 1, "known_networks": 1}
         )  # fmt: skip
         return doc
 

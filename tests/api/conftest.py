@@ -16,10 +16,19 @@ from pymongo.database import Database
 
 from api.app import create_app
 from api.auth.passwords import HashPool
+from api.auth.user_cache import UserCache
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings
 from queue_worker.builtin import load_tasks
+
+
+@pytest.fixture(autouse=True)
+def close_user_caches() -> Iterator[None]:
+    """Stop the change streams of the apps a test built (each has its user cache's watcher)."""
+    yield
+    for cache in list(UserCache.instances):
+        cache.close()
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ from falcon import testing
 from pymongo.database import Database
 
 from api.metrics import ApiMetrics
-from queue_worker.store import JOBS
+from queue_worker.store import BACKLOG, JOBS
 
 TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 
 
 def jobs_of(db: Database, task: str) -> list[dict]:
-    return list(db[JOBS].find({"task": task}))
+    """The task's jobs wherever they wait: keyed ones in `jobs`, others in the backlog."""
+    return [doc for name in (BACKLOG, JOBS) for doc in db[name].find({"task": task})]
 
 
 def test_signup_returns_a_bearer_token_pair_that_is_not_cached(client: testing.TestClient) -> None:
