@@ -8,8 +8,10 @@ sections get a fresh one, because the local server slows down over long runs.
 Sections (all by default; pick with --only):
   drain   N no-op jobs drained through `python -m supervisor` vs queue_bench.py's raw
           claim+ack loop (ratio, target >= 0.8) and vs dramatiq-mongodb and huey-mongodb with the
-          same N on the same server (installed by this script in var/bench-venv)
-  pickup  pickup latency on an idle queue, default polling (p50/p99)
+          same N on the same server (installed by this script in var/bench-venv); database
+          commands per job, counted client-side (mongodb_commands_total) at the default 4 slots
+          and at 16 (a deep queue's batches)
+  pickup  pickup latency on an idle queue, default wake-ups (change stream; p50/p99)
   storm   50 concurrent sign-ups whose welcome mails take 500 ms at a slow SMTP server:
           first request → last welcome-email job done (target <= 3.5 s), sign-up latency
   api     wrk: profile req/s and p99 at 50 connections, login/s vs the bcrypt limit, profile
@@ -94,6 +96,12 @@ def run_queue_sections(uri: str, args: argparse.Namespace) -> dict[str, Any]:
         figures["peer_versions"] = queue_side.peer_versions()
         best_peer = max(figures["dramatiq_jobs_per_s"], figures["huey_jobs_per_s"])
         figures["ratio_vs_best_peer"] = round(figures["jobs_per_s"] / best_peer, 2)
+        queue_bench.progress(
+            f"drain: ours with 16 slots per consumer (round trips), {args.jobs} jobs"
+        )
+        deep = queue_side.our_drain(uri, args.jobs, args.workers, 16)
+        figures["deep_commands_per_job"] = deep["commands_per_job"]
+        figures["deep_jobs_per_s"] = deep["jobs_per_s"]
     if "pickup" in args.sections:
         queue_bench.progress(f"pickup: {args.pickup_samples} jobs into an idle queue")
         figures.update(
@@ -156,6 +164,9 @@ def table(figures: dict[str, Any]) -> str:
         row("drain: huey-mongodb (jobs/s)", f("huey_jobs_per_s"), "2 worker processes"),
         row("**ratio vs faster peer**", f("ratio_vs_best_peer"), ">= 3"),
         row("drain pickup p50 / p99 (ms, backlog)", _pair(f("pickup_p50_ms"), f("pickup_p99_ms"))),
+        row("database commands per job (drain)", f("commands_per_job"),
+            f"every process of the supervisor, start-up included; {f('concurrency')} slots"),
+        row("database commands per job, 16 slots", f("deep_commands_per_job"), "<= 1.0"),
         row("idle pickup p50 / p99 (ms)", _pair(f("idle_pickup_p50_ms"), f("idle_pickup_p99_ms")),
             f"poll max {f('poll_max_s')} s"),
         row(f"{f('signups')} sign-ups: first request → last mail job (s)",

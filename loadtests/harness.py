@@ -171,8 +171,10 @@ def spawn(
     env: Mapping[str, str],
     log_path: Path,
     cpus: Sequence[int] | None = None,
+    cwd: Path = ROOT,
 ) -> ManagedProcess:
-    """Start `argv` in its own session, output appended to `log_path`, pinned to `cpus`."""
+    """Start `argv` in its own session (in `cwd`: the code tree it runs), output appended to
+    `log_path`, pinned to `cpus`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = list(argv)
     if cpus is not None and shutil.which("taskset"):
@@ -181,7 +183,7 @@ def spawn(
         process = subprocess.Popen(
             argv,
             env=dict(env),
-            cwd=ROOT,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -198,6 +200,7 @@ def start_supervisor(
     concurrency: int,
     extra_args: Sequence[str] = (),
     cpus: Sequence[int] | None = None,
+    cwd: Path = ROOT,
 ) -> ManagedProcess:
     """Start `python -m supervisor` with `workers` consumers of `concurrency` slots each."""
     argv = [
@@ -210,7 +213,7 @@ def start_supervisor(
         str(concurrency),
         *extra_args,
     ]
-    return spawn("supervisor", argv, env, log_path, cpus)
+    return spawn("supervisor", argv, env, log_path, cpus, cwd)
 
 
 def consumer_children(master_pid: int) -> list[psutil.Process]:

@@ -67,9 +67,11 @@ class Target:
 
 @dataclass(frozen=True)
 class DrainResult:
-    """What a drain function reports: its wall time, start-up included."""
+    """What a drain function reports: its wall time, start-up included, and the database
+    commands its processes sent, by name (when it can count them)."""
 
     wall_s: float
+    commands: dict[str, float] | None = None
 
 
 Drainer = Callable[[Target, int, int, int], DrainResult]
@@ -93,6 +95,8 @@ class Report:
     pickup_p50_ms: float
     pickup_p99_ms: float
     pickup_max_ms: float
+    commands_per_job: float | None = None  # every command the drainers sent, start-up included
+    commands: dict[str, float] | None = None
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -161,6 +165,10 @@ def run(db: Database[Doc], target: Target, args: argparse.Namespace) -> Report:
         pickup_p50_ms=round(percentile(pickups, 0.50), 1),
         pickup_p99_ms=round(percentile(pickups, 0.99), 1),
         pickup_max_ms=round(pickups[-1], 1),
+        commands_per_job=(
+            round(sum(drained.commands.values()) / args.jobs, 3) if drained.commands else None
+        ),
+        commands=drained.commands,
     )  # fmt: skip
 
 

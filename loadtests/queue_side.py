@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -39,17 +41,40 @@ LOG_DIR = VAR / "bench"
 def drain_with_supervisor(
     target: queue_bench.Target, processes: int, concurrency: int, jobs: int
 ) -> queue_bench.DrainResult:
-    """Drain through `python -m supervisor --workers P --concurrency C`; SIGTERM it after."""
-    env = project_env(target.uri, target.database, {"QUEUE_ENABLE_BENCH_TASKS": "1"})
+    """Drain through `python -m supervisor --workers P --concurrency C`; SIGTERM it after. The
+    database commands every process of the supervisor sent (mongodb_commands_total, client-side
+    command monitoring) are summed from its metrics directory once it has stopped."""
+    metrics = Path(tempfile.mkdtemp(prefix="bench-drain-metrics-"))
+    env = project_env(
+        target.uri,
+        target.database,
+        {"QUEUE_ENABLE_BENCH_TASKS": "1", "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
+    )
     started = time.perf_counter()
     supervisor = start_supervisor(
         env, LOG_DIR / "supervisor-drain.log", workers=processes, concurrency=concurrency
     )
     try:
         queue_bench.wait_until_succeeded(target, jobs, [supervisor.process])
-        return queue_bench.DrainResult(wall_s=time.perf_counter() - started)
+        wall_s = time.perf_counter() - started
     finally:
         supervisor.stop(timeout_s=30)
+    commands = commands_sent(metrics)
+    shutil.rmtree(metrics, ignore_errors=True)
+    return queue_bench.DrainResult(wall_s=wall_s, commands=commands)
+
+
+def commands_sent(metrics_dir: Path) -> dict[str, float]:
+    """Sum mongodb_commands_total by command over a stopped role's metrics directory."""
+    from runtime.metrics_files import LockedMultiProcessCollector
+
+    totals: dict[str, float] = {}
+    for family in LockedMultiProcessCollector(str(metrics_dir)).collect():
+        for sample in family.samples:
+            if sample.name == "mongodb_commands_total":
+                name = sample.labels["command"]
+                totals[name] = totals.get(name, 0.0) + sample.value
+    return totals
 
 
 queue_bench.DRAINERS.setdefault("supervisor", drain_with_supervisor)

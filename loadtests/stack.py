@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 from harness import (
     PYTHON,
+    ROOT,
     DatabaseServer,
     ManagedProcess,
     free_port,
@@ -94,6 +95,7 @@ def start_stack(
     port: int | None = None,
     server_uri: str | None = None,
     database: str | None = None,
+    code_root: Path = ROOT,
 ) -> Stack:
     """Start database (unless MONGODB_URI or `server_uri`), API and supervisor; wait for ready."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -109,13 +111,16 @@ def start_stack(
         stack.uri, stack.database_name = uri, database
         extra = {"MAIL_OUTBOX_DIR": str(work_dir / "outbox"), **api_env(env_extra)}
         env = project_env(uri, database, extra)
+        if code_root != ROOT:  # another commit's tree (loadtests/compare.py)
+            env["PYTHONPATH"] = str(code_root)
         if with_supervisor:
             stack.supervisor = start_supervisor(
-                env, work_dir / "supervisor.log", workers=consumers, concurrency=concurrency
-            )
+                env, work_dir / "supervisor.log", workers=consumers, concurrency=concurrency,
+                cwd=code_root,
+            )  # fmt: skip
             stack.processes.append(stack.supervisor)
         port = port or free_port()
-        stack.api = start_api(env, work_dir, port, api_workers)
+        stack.api = start_api(env, work_dir, port, api_workers, cwd=code_root)
         stack.processes.append(stack.api)
         stack.url = f"http://127.0.0.1:{port}"
         wait_ready(stack.url, stack.api)
@@ -125,7 +130,9 @@ def start_stack(
     return stack
 
 
-def start_api(env: Mapping[str, str], work_dir: Path, port: int, workers: int) -> ManagedProcess:
+def start_api(
+    env: Mapping[str, str], work_dir: Path, port: int, workers: int, cwd: Path = ROOT
+) -> ManagedProcess:
     """Start the API under gunicorn with its own config, on `port` with `workers` workers."""
     prom_dir = work_dir / "prometheus-api"
     prom_dir.mkdir(parents=True, exist_ok=True)
@@ -133,10 +140,10 @@ def start_api(env: Mapping[str, str], work_dir: Path, port: int, workers: int) -
         stale.unlink()
     env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}
     argv = [PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    if GUNICORN_CONF.exists() or (Path(env.get("PYTHONPATH", ".")) / GUNICORN_CONF).exists():
-        argv += ["-c", str(GUNICORN_CONF)]
+    if (cwd / GUNICORN_CONF).exists():
+        argv += ["-c", str(GUNICORN_CONF)]  # relative: the tree's own config
     argv.append("api.wsgi:app")
-    return spawn("api", argv, env, work_dir / "api.log")
+    return spawn("api", argv, env, work_dir / "api.log", cwd=cwd)
 
 
 def wait_ready(url: str, api: ManagedProcess, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -85,6 +85,7 @@ def preflight(settings: SupervisorSettings, ops: OsProcessOps) -> tuple[int, str
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    metrics_dir.process_died(pid)  # its database commands were counted: fold them, drop files
     message = note.note()
     note.close()
     if stop:

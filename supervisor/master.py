@@ -266,7 +266,7 @@ class Master:
         if dead.exit_code == ExitCode.BOOT_FAILURE:
             self.fail(
                 ExitCode.BOOT_FAILURE,
-                f"{child.singleton} failed to start: {note or 'see its error above'}",
+                f"{child.singleton} failed to boot: {note or 'see its error above'}",
                 now,
             )
         elif child.retiring is None and self.stopping is None:

@@ -79,7 +79,9 @@ def test_three_supervisors_make_one_job_per_tick_through_kills_and_an_outage(
         sup.stop()
 
     # `all`, 1 s: each tick from the start to the restart has exactly one job.
-    keys = Counter(d["idempotency_key"] for d in jobs_of(db, "test.every_second"))
+    # By job id: a consumer killed mid-archive leaves a job in `jobs` and `jobs_done` at once.
+    distinct = {d["_id"]: d["idempotency_key"] for d in jobs_of(db, "test.every_second")}
+    keys = Counter(distinct.values())
     assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
     expected = {key_for("test.every_second", t) for t in whole_seconds(begin + 3 * S, back_at)}
     missing = sorted(expected - set(keys))
@@ -88,9 +90,9 @@ def test_three_supervisors_make_one_job_per_tick_through_kills_and_an_outage(
     # `latest`: the jobs' tick ranges tile the run without gaps or overlaps, and exactly one of
     # them (the outage's catch-up) stands for many ticks.
     spans = sorted(
-        (d["idempotency_key"].removeprefix("cron:test.latest:"), d["schedule_until"])
-        for d in jobs_of(db, "test.latest")
-    )
+        {d["_id"]: (d["idempotency_key"].removeprefix("cron:test.latest:"), d["schedule_until"])
+         for d in jobs_of(db, "test.latest")}.values()
+    )  # fmt: skip
     catch_ups = [
         (tick, until) for tick, until in spans
         if until - datetime.fromisoformat(tick.replace("Z", "+00:00")) >= timedelta(seconds=10)
