@@ -67,7 +67,7 @@ def call(url: str, body: dict[str, Any] | None = None, token: str | None = None)
 
 def new_account(url: str) -> tuple[str, str, str]:
     """Sign up a fresh user; return (email, password, access token)."""
-    email, password = f"bench-{uuid.uuid4().hex}@example.test", f"Bn-{uuid.uuid4().hex}"
+    email, password = f"bench-{uuid.uuid4().hex}@example.com", f"Bn-{uuid.uuid4().hex}"
     status, body = call(
         f"{url}/users/signup", {"name": "Bench", "email": email, "password": password}
     )
@@ -235,7 +235,7 @@ def signup_storm(stack: Stack, signups: int = 50, timeout_s: float = 120.0) -> d
     gate = threading.Barrier(signups + 1)
 
     def one(index: int) -> None:
-        body = {"name": f"Storm {index}", "email": f"storm-{uuid.uuid4().hex}@example.test",
+        body = {"name": f"Storm {index}", "email": f"storm-{uuid.uuid4().hex}@example.com",
                 "password": f"St-{uuid.uuid4().hex}"}  # fmt: skip
         gate.wait()
         started = time.perf_counter()

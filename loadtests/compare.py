@@ -134,14 +134,18 @@ def pickup(tree: Path, uri: str, samples: int) -> dict[str, Any]:
                    "timeout_s": 60.0, "created_at": now, "crashes": 0, "rescues": 0}  # fmt: skip
             job_id = db.jobs_backlog.insert_one(doc).inserted_id
 
-            def started(job_id: Any = job_id) -> Any:
+            seen: list[Any] = []
+
+            def started(job_id: Any = job_id, seen: list[Any] = seen) -> bool:
                 for name in ("jobs", "jobs_done"):
                     found = db[name].find_one({"_id": job_id, "started_at": {"$exists": True}})
                     if found:
-                        return found
-                return None
+                        seen.append(found)
+                        return True
+                return False
 
-            job = wait_until(started, 30, interval_s=0.005, what="pickup")
+            wait_until(started, 30, interval_s=0.005, what="pickup")
+            job = seen[0]
             times.append((job["started_at"] - job["run_at"]).total_seconds() * 1000)
             time.sleep(0.5 + (n % 4) * 0.4)  # idle gaps: pollers back off
     finally:
@@ -167,6 +171,11 @@ def api(tree: Path, seconds: int, cost: int) -> dict[str, Any]:
     return {key: figures[key] for key in API_FIGURES}
 
 
+def save(results: dict[str, Any]) -> None:
+    """Write what is measured so far: a crash in a late section keeps the early figures."""
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -183,13 +192,15 @@ def main(argv: list[str] | None = None) -> int:
                     results[name].update(pickup(tree, server.uri(), args.pickups))
                 else:
                     results[name].update(drain(tree, server.uri(), args.jobs))
+                save(results)
     finally:
         server.stop()
     for name, tree in sides.items():
         print(f"[compare] api: {name} ({tree.name})", flush=True)
         results[name].update(api(tree, args.wrk_seconds, args.bcrypt_cost))
+        save(results)
     results["base"] = {"ref": args.base, "tree": str(sides["before"])}  # type: ignore[assignment]
-    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save(results)
     print("\n| figure | before | after | after / before |\n|---|---|---|---|")
     for key in results["after"]:
         before, after = results["before"].get(key), results["after"].get(key)
