@@ -41,6 +41,7 @@ from api.middleware import (
     MetricsMiddleware,
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
+    TurnTakingMiddleware,
 )
 from api.openapi import build_spec
 from api.pages import StaticResource
@@ -160,6 +161,7 @@ def create_app(
         clock=clock,
     )
     middleware: list[Any] = [
+        TurnTakingMiddleware(),
         RequestIdMiddleware(),
         MetricsMiddleware(metrics),
         SecurityHeadersMiddleware(),
