@@ -1,4 +1,5 @@
-"""Operator queries and commands: stats, list, retry dead jobs, cancel, purge.
+"""Operator queries and commands: stats, list, retry dead jobs, cancel, run now, delete, bulk
+actions on dead jobs, purge. The CLI and the dashboard both act only through these.
 
 Reads look at every collection (`jobs_backlog`: pending; `jobs`: pending, running, dead;
 `jobs_done`: succeeded, cancelled). State changes go through the store's compare-and-set
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING
+from pymongo import DESCENDING, ReturnDocument
 from pymongo.collection import Collection
 
 from queue_worker.errors import InvalidTransitionError, JobNotFoundError, QueueError
@@ -150,6 +151,61 @@ def cancel(store: JobStore, job_id: str) -> Job:
     return cancelled
 
 
+def run_now(store: JobStore, job_id: str, *, now: datetime) -> Job:
+    """Make a pending job scheduled for later due now; other states are refused."""
+    oid = ObjectId(require_job(store, job_id).id)
+    for collection in store.locations(JobState.PENDING):
+        changed = collection.find_one_and_update(
+            {"_id": oid, "state": JobState.PENDING.value, "run_at": {"$gt": now}},
+            {"$set": {"run_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if changed is not None:
+            return Job.from_doc(changed)
+    job = require_job(store, job_id)
+    raise InvalidTransitionError(f"job {job_id} is {job.state.value}, not pending for later")
+
+
+def delete_dead(store: JobStore, job_id: str) -> None:
+    """Delete one dead job (and free its key); other states are refused."""
+    oid = ObjectId(require_job(store, job_id).id)
+    if not store.jobs.delete_one({"_id": oid, "state": JobState.DEAD.value}).deleted_count:
+        job = require_job(store, job_id)
+        raise InvalidTransitionError(f"job {job_id} is {job.state.value}; only dead jobs delete")
+    store.keys.delete_many({"job_id": oid})
+
+
+BULK_CAP = 10_000
+BULK_BATCH = 500
+
+
+def dead_ids(store: JobStore, query: Doc, *, cap: int = BULK_CAP) -> list[ObjectId]:
+    """Return the ids of up to `cap` dead jobs matching `query` (a bulk action's preview)."""
+    flt = {**query, "state": JobState.DEAD.value}
+    return [doc["_id"] for doc in store.jobs.find(flt, {"_id": 1}).limit(cap)]
+
+
+def bulk_dead(store: JobStore, action: str, query: Doc, *, cap: int = BULK_CAP) -> int:
+    """Retry or delete every dead job matching `query` (at most `cap`), in batches, each job
+    by its own compare-and-set (one revived or changed meanwhile is skipped); return how many."""
+    ids = dead_ids(store, query, cap=cap)
+    done = 0
+    for first in range(0, len(ids), BULK_BATCH):
+        batch = ids[first : first + BULK_BATCH]
+        if action == "retry":
+            done += sum(1 for oid in batch if store.revive(str(oid)) is not None)
+        elif action == "delete":
+            dead = {"_id": {"$in": batch}, "state": JobState.DEAD.value}
+            done += store.jobs.delete_many(dead).deleted_count
+            # Free the keys of the jobs that are gone, not of one revived meanwhile.
+            kept = {doc["_id"] for c in store.in_move_order for doc in c.find(
+                {"_id": {"$in": batch}}, {"_id": 1})}  # fmt: skip
+            store.keys.delete_many({"job_id": {"$in": [o for o in batch if o not in kept]}})
+        else:
+            raise RefusedError(f"unknown bulk action {action!r}")
+    return done
+
+
 def purge_filter(state: JobState, cutoff: datetime) -> Doc:
     """Return the query matching jobs of `state` that finished at or before `cutoff`."""
     if state not in PURGEABLE_STATES:
@@ -211,7 +267,10 @@ __all__ = [
     "PURGEABLE_STATES",
     "QueueStats",
     "RefusedError",
+    "bulk_dead",
     "cancel",
+    "dead_ids",
+    "delete_dead",
     "job_summary",
     "list_jobs",
     "oldest_due_age_s",
@@ -219,5 +278,6 @@ __all__ = [
     "require_job",
     "retry",
     "retry_all_dead",
+    "run_now",
     "stats",
 ]

@@ -21,9 +21,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+import psutil  # type: ignore[import-untyped]
 from pymongo.errors import PyMongoError
 
+from queue_worker.controls import identity
 from queue_worker.housekeeping import Housekeeping
 from queue_worker.lease import Lease, Suspects
 from queue_worker.settings import QueueSettings
@@ -60,6 +63,7 @@ class Consumer:
         wakeup: Wakeup | None = None,
         max_wait_s: float = MAX_WAIT_S,
         monotonic: Callable[[], float] = time.monotonic,
+        register: bool = False,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -73,7 +77,9 @@ class Consumer:
         self.max_wait_s = max_wait_s
         self.monotonic = monotonic  # drain's deadline: a parameter, so tests need not sleep
         self.wakeup: Wakeup = wakeup or PollingWakeup(settings.poll_max_s)
-        self.housekeeping = Housekeeping(store, self.queues)
+        self.housekeeping = Housekeeping(
+            store, self.queues, owner=owner if register else "", describe=self.describe
+        )
         self.slots = Slots(
             store,
             registry,
@@ -103,6 +109,21 @@ class Consumer:
     def needs_replacement(self) -> bool:
         """True once a handler thread overran its timeout: the process should be replaced."""
         return self.slots.needs_replacement
+
+    def describe(self) -> dict[str, Any]:
+        """What this consumer's heartbeat says about it (controls.py)."""
+        return {
+            **identity(),
+            "queues": self.queues,
+            "paused": sorted(self.housekeeping.paused),  # what it skips, as it last read
+            "concurrency": self.concurrency,
+            "running": [{"id": s.held.job.id, "task": s.held.job.task} for s in self.slots.active],
+            "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+        }
+
+    def active_queues(self) -> list[str]:
+        """The consumer's queues that no operator has paused."""
+        return [q for q in self.queues if q not in self.housekeeping.paused]
 
     def running_tasks(self) -> list[str]:
         """Return the task names of the jobs running now (one per busy slot)."""
@@ -172,6 +193,7 @@ class Consumer:
             self.wait_for_work(now, max_s=min(left, self.max_wait_s))
         released = self.release_all()
         self.housekeeping.flush()
+        self.housekeeping.leave()
         self.wakeup.close()
         return released
 
@@ -197,10 +219,13 @@ class Consumer:
     def _claim_some(self, now: datetime) -> list[Lease]:
         """Claim for every free slot: in one batch when two or more are free and no suspect
         waits (batches.py), else one job (the single claim also takes suspects)."""
+        queues = self.active_queues()
+        if not queues:
+            return []  # every queue of this consumer is paused
         free = self.concurrency - len(self.slots)
         if free >= 2 and not self.housekeeping.suspect_waiting:
             try:
-                taken = self.store.claim_many(self.owner, limit=free, queues=self.queues, now=now)
+                taken = self.store.claim_many(self.owner, limit=free, queues=queues, now=now)
             except PyMongoError:
                 log.warning("claim failed; backing off", exc_info=True)
                 return []
@@ -217,7 +242,9 @@ class Consumer:
         else:
             suspects = Suspects.ALLOW
         try:
-            held = self.store.claim(self.owner, queues=self.queues, now=now, suspects=suspects)
+            held = self.store.claim(
+                self.owner, queues=self.active_queues(), now=now, suspects=suspects
+            )
         except PyMongoError:
             log.warning("claim failed; backing off", exc_info=True)
             return None

@@ -2,6 +2,8 @@
 
 archive   succeeded jobs' final documents are buffered and moved to `jobs_done` every
           ARCHIVE_BATCH jobs or ARCHIVE_EVERY_S seconds (archive.py: crash-safe)
+controls  every CONTROLS_EVERY_S, which of its queues an operator paused; every WORKER_EVERY_S,
+          a heartbeat in `workers` (controls.py)
 sweep     every SWEEP_EVERY_S, finished jobs another consumer left behind are moved
 suspects  every SUSPECT_CHECK_EVERY_S, whether a suspect job (one that crashed a consumer)
           waits: the consumer then drains itself so it can run the suspect alone
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pymongo.errors import PyMongoError
 
+from queue_worker.controls import CONTROLS_EVERY_S, WORKER_EVERY_S, Controls
 from queue_worker.store import Doc, JobStore
 
 log = logging.getLogger("queue_worker.consumer")
@@ -28,9 +32,22 @@ SUSPECT_CHECK_EVERY_S = 10.0
 class Housekeeping:
     """The chores of one consumer; `run(now)` does whichever are due."""
 
-    def __init__(self, store: JobStore, queues: list[str]) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        queues: list[str],
+        *,
+        owner: str = "",
+        describe: Callable[[], Doc] = dict,
+    ) -> None:
         self.store = store
         self.queues = queues
+        self.owner = owner
+        self._describe = describe
+        self.controls = Controls(store.db)
+        self.paused: set[str] = set()
+        self._next_controls: datetime | None = None
+        self._next_heartbeat: datetime | None = None
         self.suspect_waiting = False
         self._finished: list[Doc] = []
         self._lock = threading.Lock()
@@ -53,6 +70,12 @@ class Housekeeping:
             self.flush()
             self._next_archive = now + timedelta(seconds=ARCHIVE_EVERY_S)
         try:
+            if self._next_controls is None or now >= self._next_controls:
+                self._next_controls = now + timedelta(seconds=CONTROLS_EVERY_S)
+                self.paused = self.controls.paused(self.queues)
+            if self.owner and (self._next_heartbeat is None or now >= self._next_heartbeat):
+                self._next_heartbeat = now + timedelta(seconds=WORKER_EVERY_S)
+                self.controls.heartbeat(self.owner, self._describe(), now=now)
             if self._next_sweep is None or now >= self._next_sweep:
                 self._next_sweep = now + timedelta(seconds=SWEEP_EVERY_S)
                 self.store.archive_finished()
@@ -61,6 +84,14 @@ class Housekeeping:
                 self.suspect_waiting = self.store.suspect_due(self.queues, now=now)
         except PyMongoError:
             log.warning("housekeeping failed; retrying later", exc_info=True)
+
+    def leave(self) -> None:
+        """A clean exit: take this consumer out of the registry at once."""
+        if self.owner:
+            try:
+                self.controls.gone(self.owner)
+            except PyMongoError:
+                pass  # the TTL index forgets it within a minute
 
     def flush(self) -> None:
         """Archive every buffered document now."""

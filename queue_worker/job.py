@@ -107,6 +107,7 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     last_error: str | None = None
+    last_traceback: str | None = None  # of the last failed attempt, if it raised
     result: Any = None
     idempotency_key: str | None = None
     submitted_by: str | None = None
@@ -138,6 +139,7 @@ class Job:
             started_at=doc.get("started_at"),
             finished_at=doc.get("finished_at"),
             last_error=doc.get("last_error"),
+            last_traceback=doc.get("last_traceback"),
             result=doc.get("result"),
             idempotency_key=doc.get("idempotency_key"),
             submitted_by=doc.get("submitted_by"),

@@ -13,6 +13,7 @@ already holds everything the document contains.
 from __future__ import annotations
 
 import json
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ Doc = dict[str, Any]
 CLAIM_SORT = [("priority", -1), ("run_at", 1)]
 MAX_RESULT_BYTES = 16_384
 MAX_ERROR_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 8_000
 DROP_LEASE = {"lease_token": "", "lease_until": ""}
 
 
@@ -226,14 +228,15 @@ def fail(
         min_delay_s=min_delay_s,
     )
     message = describe_error(error)
+    trace = {"last_traceback": describe_traceback(error)}  # None clears an older attempt's
     labels = (held.job.queue, held.job.task)
     if decision.dead_reason is not None:
-        if not bury(jobs, held, message, decision.dead_reason, now=now):
+        if not bury(jobs, held, message, decision.dead_reason, now=now, extra=trace):
             return None
         return JobState.DEAD
     _, after = transition(Transition.RETRY)
     assert decision.run_at is not None
-    fields = {"state": after.value, "run_at": decision.run_at, "last_error": message}
+    fields = {"state": after.value, "run_at": decision.run_at, "last_error": message, **trace}
     if not _fenced(jobs, held, {"$set": fields, "$unset": DROP_LEASE}):
         return None
     metrics.JOBS_FAILED.labels(*labels).inc()
@@ -329,6 +332,14 @@ def small_result(result: Any) -> Any:
     if len(encoded) > MAX_RESULT_BYTES:
         return {"truncated_result_bytes": len(encoded)}
     return result
+
+
+def describe_traceback(error: BaseException | str) -> str | None:
+    """Return the handler's traceback for `last_traceback` (its last MAX_TRACEBACK_CHARS: the
+    innermost frames), None for a failure that is not an exception."""
+    if isinstance(error, str) or error.__traceback__ is None:
+        return None
+    return "".join(traceback.format_exception(error))[-MAX_TRACEBACK_CHARS:]
 
 
 def describe_error(error: BaseException | str) -> str:

@@ -37,6 +37,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from queue_worker import archive, backlog, batches, lease, metrics
+from queue_worker.controls import Controls
 from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
 from queue_worker.errors import ConfigError, InvalidJobError
 from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
@@ -144,6 +145,12 @@ class JobStore:
             name="schedule_state",
             partialFilterExpression={"schedule": {"$type": "string"}},
         )
+        for collection in self.in_move_order:
+            # Operator listings: newest first within a state (admin.py, the dashboard).
+            collection.create_index(
+                [("state", ASCENDING), ("created_at", DESCENDING)], name="state_created"
+            )
+        Controls(self.db).ensure_indexes()
         for collection in (self.done, self.keys):
             self._ensure_ttl(collection)
 

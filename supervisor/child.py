@@ -180,6 +180,7 @@ def boot(settings: SupervisorSettings, slot: int) -> tuple[MongoClient[Any], Con
         resources=resources,
         max_wait_s=PASS_WAIT_S,
         wakeup=for_consumer(store.db, queues, queue),
+        register=True,
     )
     return client, consumer
 

@@ -1,4 +1,5 @@
-"""The job commands: work, enqueue, stats, list, retry, cancel, purge."""
+"""The job commands: work, enqueue, stats, list, retry, cancel, run-now, delete, purge, and
+pausing and resuming queues."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from queue_worker.cli.base import (
 )
 from queue_worker.connection import owner_id
 from queue_worker.consumer import EXIT_NEEDS_REPLACEMENT, Consumer
+from queue_worker.controls import Controls
 from queue_worker.job import JobState
 from queue_worker.store import utcnow
 from queue_worker.tasks import ResourceSetup, open_resources
@@ -83,6 +85,20 @@ def add_commands(sub: Any) -> None:
     cancel.add_argument("job_id", type=job_id, metavar="JOB_ID")
     cancel.set_defaults(command=cmd_cancel)
 
+    run_now = sub.add_parser("run-now", help="make a job scheduled for later due now")
+    run_now.add_argument("job_id", type=job_id, metavar="JOB_ID")
+    run_now.set_defaults(command=cmd_run_now)
+
+    delete = sub.add_parser("delete", help="delete a dead job (and free its key)")
+    delete.add_argument("job_id", type=job_id, metavar="JOB_ID")
+    delete.set_defaults(command=cmd_delete)
+
+    for verb, text in (("pause", "no consumer claims from it until resumed"),
+                       ("resume", "consumers claim from it again")):  # fmt: skip
+        parser = sub.add_parser(verb, help=f"{verb} a queue: {text}")
+        parser.add_argument("queue")
+        parser.set_defaults(command=cmd_pause_resume, verb=verb)
+
     purge = sub.add_parser("purge", help="delete finished jobs (dry run without --yes)")
     purge.add_argument(
         "--state", type=purge_state, required=True, help="succeeded | cancelled | dead"
@@ -108,7 +124,7 @@ def cmd_work(args: argparse.Namespace, cli: Cli) -> int:
             store, cli.registry, cli.settings, owner=owner_id(),
             queues=queues, concurrency=args.concurrency or cli.settings.concurrency,
             stop_timeout_s=args.drain_timeout, resources=resources,
-            wakeup=for_consumer(store.db, queues, cli.settings),
+            wakeup=for_consumer(store.db, queues, cli.settings), register=True,
         )  # fmt: skip
         signalled: list[int] = []
 
@@ -201,6 +217,34 @@ def cmd_cancel(args: argparse.Namespace, cli: Cli) -> int:
     with cli.store() as store:
         job = admin.cancel(store, args.job_id)
     print(f"{job.id} cancelled")
+    return EXIT_OK
+
+
+def cmd_run_now(args: argparse.Namespace, cli: Cli) -> int:
+    """Make one pending job that waits for a later time due now."""
+    with cli.store() as store:
+        job = admin.run_now(store, args.job_id, now=utcnow())
+    print(f"{job.id} due now")
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace, cli: Cli) -> int:
+    """Delete one dead job."""
+    with cli.store() as store:
+        admin.delete_dead(store, args.job_id)
+    print(f"{args.job_id} deleted")
+    return EXIT_OK
+
+
+def cmd_pause_resume(args: argparse.Namespace, cli: Cli) -> int:
+    """Pause or resume a queue (consumers see it within CONTROLS_EVERY_S)."""
+    with cli.store() as store:
+        controls = Controls(store.db)
+        if args.verb == "pause":
+            changed = controls.pause(args.queue, by=f"cli:{owner_id()}", now=utcnow())
+        else:
+            changed = controls.resume(args.queue)
+    print(f"{args.queue} {args.verb}d" if changed else f"{args.queue} was already {args.verb}d")
     return EXIT_OK
 
 

@@ -230,3 +230,21 @@ def test_unreachable_database_exits_1(capsys: pytest.CaptureFixture[str]) -> Non
     env["QUEUE_ENABLE_BENCH_TASKS"] = "0"
     assert main(["stats"], env) == 1
     assert "database:" in capsys.readouterr().err
+
+
+def test_run_now_delete_pause_and_resume(mongo_env: dict[str, str], db: Database[Any]) -> None:
+    """The dashboard's actions from a shell: the same operations, the same refusals."""
+    later = cli(mongo_env, "enqueue", "user.login", "--delay", "3600").stdout.strip()
+    assert cli(mongo_env, "run-now", later).stdout.strip() == f"{later} due now"
+    again = cli(mongo_env, "run-now", later, check=False)
+    assert again.returncode == 1 and "not pending for later" in again.stderr
+    refused = cli(mongo_env, "delete", later, check=False)
+    assert refused.returncode == 1 and job(db, later)["state"] == "pending"
+    dead = cli(mongo_env, "enqueue", "user.login").stdout.strip()
+    make_dead(db, dead)
+    assert cli(mongo_env, "delete", dead).stdout.strip() == f"{dead} deleted"
+    assert cli(mongo_env, "pause", "mail").stdout.strip() == "mail paused"
+    assert cli(mongo_env, "pause", "mail").stdout.strip() == "mail was already paused"
+    assert db.queue_controls.find_one({"_id": "mail"})["paused_by"].startswith("cli:")
+    assert cli(mongo_env, "resume", "mail").stdout.strip() == "mail resumed"
+    assert db.queue_controls.count_documents({}) == 0

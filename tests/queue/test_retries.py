@@ -6,6 +6,7 @@ import random
 from datetime import timedelta
 
 import pytest
+from bson import ObjectId
 from queue_helpers import FakeClock, metric
 
 from queue_worker.job import DeadReason, JobState
@@ -80,3 +81,31 @@ def test_backoff_respects_the_configured_cap(job_store: JobStore, fake_clock: Fa
     after = job_store.get(job.id)
     assert after is not None
     assert timedelta(seconds=30) <= after.run_at - fake_clock.now <= timedelta(seconds=60)
+
+
+def test_a_raised_error_keeps_its_traceback_and_the_next_failure_replaces_it(
+    job_store: JobStore,
+) -> None:
+    """The dashboard shows the last attempt's traceback: the innermost frames, bounded."""
+    job = job_store.enqueue("t.trace", max_attempts=2)
+
+    def handler() -> None:
+        raise KeyError("missing-field")
+
+    held = job_store.claim("w")
+    assert held is not None
+    try:
+        handler()
+    except KeyError as exc:
+        job_store.fail(held, exc)
+    after = job_store.get(job.id)
+    assert after is not None and after.last_traceback is not None
+    assert (
+        "in handler" in after.last_traceback and "KeyError: 'missing-field'" in after.last_traceback
+    )
+    job_store.jobs.update_one({"_id": ObjectId(job.id)}, {"$set": {"run_at": after.created_at}})
+    held = job_store.claim("w")
+    assert held is not None
+    job_store.fail(held, "lease expired during the last attempt")
+    final = job_store.get(job.id)
+    assert final is not None and final.last_traceback is None
