@@ -52,10 +52,13 @@ class QueueStats:
         }
 
 
-def stats(store: JobStore, now: datetime) -> QueueStats:
-    """Count jobs per queue and state (all collections) and age the oldest due job per queue."""
+def stats(store: JobStore, now: datetime, *, finished: bool = True) -> QueueStats:
+    """Count jobs per queue and state (all collections; with `finished=False` not `jobs_done`,
+    whose count grows with retention: the dashboard's live view) and age the oldest due job per
+    queue."""
     counts: dict[str, dict[str, int]] = {}
-    for collection in store.in_move_order:
+    collections = store.in_move_order if finished else (store.backlog, store.jobs)
+    for collection in collections:
         pipeline: list[Doc] = [
             {"$group": {"_id": {"queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}}
         ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -115,20 +115,3 @@ def count_jobs(store: JobStore, flt: JobFilter, *, cap: int = COUNT_CAP) -> tupl
         if total > cap:
             return cap, True
     return total, False
-
-
-def throughput(store: JobStore, now: datetime, *, minutes: int = 60) -> dict[str, list[int]]:
-    """Jobs finished per minute over the last `minutes`: succeeded (jobs_done) and dead."""
-    since = now - timedelta(minutes=minutes)
-    series: dict[str, list[int]] = {"succeeded": [0] * minutes, "dead": [0] * minutes}
-    minute = {"$floor": {"$divide": [{"$subtract": ["$finished_at", since]}, 60_000]}}
-    pipeline: list[Doc] = [  # counted per minute by the server: one row per minute and state
-        {"$match": {"finished_at": {"$gte": since}, "state": {"$in": ["succeeded", "dead"]}}},
-        {"$group": {"_id": {"state": "$state", "minute": minute}, "n": {"$sum": 1}}},
-    ]
-    for collection in (store.jobs, store.done):
-        for row in collection.aggregate(pipeline, maxTimeMS=MAX_TIME_MS):
-            slot, state = int(row["_id"]["minute"]), row["_id"]["state"]
-            if 0 <= slot < minutes and state in series:
-                series[state][slot] += row["n"]
-    return series

@@ -88,6 +88,7 @@ class Consumer:
             clock=clock,
             on_succeeded=self.housekeeping.add_finished,
             on_finished=self.wakeup.wake,
+            on_failed=lambda queue, outcome: self.housekeeping.tally.add(queue, outcome, clock()),
         )
         self._stop_requested = False
 

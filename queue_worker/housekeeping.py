@@ -4,6 +4,7 @@ archive   succeeded jobs' final documents are buffered and moved to `jobs_done` 
           ARCHIVE_BATCH jobs or ARCHIVE_EVERY_S seconds (archive.py: crash-safe)
 controls  every CONTROLS_EVERY_S, which of its queues an operator paused; every WORKER_EVERY_S,
           a heartbeat in `workers` (controls.py)
+tally     every FLUSH_EVERY_S, the jobs it finished per minute, queue and outcome (tally.py)
 sweep     every SWEEP_EVERY_S, finished jobs another consumer left behind are moved
 suspects  every SUSPECT_CHECK_EVERY_S, whether a suspect job (one that crashed a consumer)
           waits: the consumer then drains itself so it can run the suspect alone
@@ -20,6 +21,7 @@ from pymongo.errors import PyMongoError
 
 from queue_worker.controls import CONTROLS_EVERY_S, WORKER_EVERY_S, Controls
 from queue_worker.store import Doc, JobStore
+from queue_worker.tally import FLUSH_EVERY_S, Tally
 
 log = logging.getLogger("queue_worker.consumer")
 
@@ -47,6 +49,8 @@ class Housekeeping:
         self.controls = Controls(store.db)
         self.paused: set[str] = set()
         self._next_controls: datetime | None = None
+        self.tally = Tally()
+        self._next_tally: datetime | None = None
         self._next_heartbeat: datetime | None = None
         self.suspect_waiting = False
         self._finished: list[Doc] = []
@@ -59,6 +63,7 @@ class Housekeeping:
         """Buffer a succeeded job's final document for the archive (called from job threads)."""
         with self._lock:
             self._finished.append(doc)
+        self.tally.add(doc["queue"], "succeeded", doc["finished_at"])
 
     def run(self, now: datetime) -> None:
         """Do the chores that are due at `now`; database errors only postpone them."""
@@ -76,6 +81,9 @@ class Housekeeping:
             if self.owner and (self._next_heartbeat is None or now >= self._next_heartbeat):
                 self._next_heartbeat = now + timedelta(seconds=WORKER_EVERY_S)
                 self.controls.heartbeat(self.owner, self._describe(), now=now)
+            if self._next_tally is None or now >= self._next_tally:
+                self._next_tally = now + timedelta(seconds=FLUSH_EVERY_S)
+                self.tally.flush(self.store.db)
             if self._next_sweep is None or now >= self._next_sweep:
                 self._next_sweep = now + timedelta(seconds=SWEEP_EVERY_S)
                 self.store.archive_finished()
@@ -86,12 +94,13 @@ class Housekeeping:
             log.warning("housekeeping failed; retrying later", exc_info=True)
 
     def leave(self) -> None:
-        """A clean exit: take this consumer out of the registry at once."""
-        if self.owner:
-            try:
+        """A clean exit: write the last counts; take this consumer out of the registry."""
+        try:
+            self.tally.flush(self.store.db)
+            if self.owner:
                 self.controls.gone(self.owner)
-            except PyMongoError:
-                pass  # the TTL index forgets it within a minute
+        except PyMongoError:
+            pass  # the counts are lost; the TTL index forgets the consumer within a minute
 
     def flush(self) -> None:
         """Archive every buffered document now."""

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from pymongo.errors import PyMongoError
 
-from queue_worker.job import Job
+from queue_worker.job import Job, JobState
 from queue_worker.lease import Lease
 from queue_worker.outcome import Expired, Failed, Outcome, Succeeded, run_handler
 from queue_worker.settings import QueueSettings
@@ -98,6 +98,7 @@ class Slots:
         clock: Clock,
         on_succeeded: Callable[[Doc], None],
         on_finished: Callable[[], None],
+        on_failed: Callable[[str, str], None] = lambda queue, outcome: None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -106,6 +107,7 @@ class Slots:
         self.clock = clock
         self._on_succeeded = on_succeeded
         self._on_finished = on_finished
+        self._on_failed = on_failed  # (queue, "failed" | "dead") after a recorded failure
         self.active: list[Slot] = []
         self.abandoned: list[threading.Thread] = []
         self.jobs_finished = 0
@@ -252,9 +254,10 @@ class Slots:
             if not slot.lost:
                 timeout_s = slot.held.job.timeout_s
                 try:
-                    self.store.fail(
+                    state = self.store.fail(
                         slot.held, f"TimeoutError: ran longer than {timeout_s}s", now=now
                     )
+                    self._count_failure(slot, state)
                 except PyMongoError:
                     log.exception("could not fail timed-out job %s", slot.held.job.id)
         self.active.remove(slot)
@@ -287,10 +290,15 @@ class Slots:
         if isinstance(outcome, Expired):
             self.store.expire(slot.held, now=now, reason=outcome.reason)
             return
-        self.store.fail(
+        state = self.store.fail(
             slot.held,
             outcome.error,
             retryable=outcome.retryable,
             now=now,
             min_delay_s=outcome.retry_after_s,
         )
+        self._count_failure(slot, state)
+
+    def _count_failure(self, slot: Slot, state: JobState | None) -> None:
+        if state is not None:  # None: the lease was lost, another owner decides
+            self._on_failed(slot.held.job.queue, "dead" if state is JobState.DEAD else "failed")

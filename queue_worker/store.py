@@ -36,7 +36,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from queue_worker import archive, backlog, batches, lease, metrics
+from queue_worker import archive, backlog, batches, lease, metrics, tally
 from queue_worker.controls import Controls
 from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
 from queue_worker.errors import ConfigError, InvalidJobError
@@ -151,6 +151,7 @@ class JobStore:
                 [("state", ASCENDING), ("created_at", DESCENDING)], name="state_created"
             )
         Controls(self.db).ensure_indexes()
+        tally.ensure_indexes(self.db)
         for collection in (self.done, self.keys):
             self._ensure_ttl(collection)
 

@@ -153,12 +153,3 @@ def test_counts_stop_at_the_cap(job_store: JobStore) -> None:
     job_store.enqueue_many([{"task": "t"}] * 7)
     assert browse.count_jobs(job_store, JobFilter(), cap=5) == (5, True)
     assert browse.count_jobs(job_store, JobFilter(), cap=10) == (7, False)
-
-
-def test_throughput_counts_finished_jobs_per_minute(
-    job_store: JobStore, fake_clock: FakeClock
-) -> None:
-    make_dead(job_store, 2)
-    series = browse.throughput(job_store, fake_clock.advance(90))
-    assert sum(series["dead"]) == 2 and series["dead"][-2] == 2
-    assert sum(series["succeeded"]) == 0 and len(series["dead"]) == 60
