@@ -43,6 +43,12 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(PY) loadtests/chaos.py $(CHAOS_ARGS)
 
+# The dashboard's pictures in docs/images, taken by its browser test in headless Chromium.
+.PHONY: screenshots
+screenshots: $(STAMP)
+	sh scripts/install_test_tools.sh
+	DASHBOARD_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/pages/test_admin_dashboard.py -k every_page_renders
+
 # Headless Locust run against a locally started stack; thresholds decide the exit code.
 .PHONY: loadtest
 loadtest: $(STAMP)

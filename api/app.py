@@ -21,6 +21,8 @@ from bson import ObjectId
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from api import admin
+from api.admin.audit import AuditLog
 from api.admission import Admission
 from api.auth.account_tokens import AccountTokens
 from api.auth.context import AuthContext
@@ -123,7 +125,9 @@ def create_app(
     limits = RateLimits(db, rate_limit_policies(settings))
     tokens = AccountTokens(db, settings.accounts.token_keys)
     security = SecurityLog(db)
-    _ensure_indexes((users, sessions, limits, tokens, security), settings.ready_timeout_s)
+    _ensure_indexes(
+        (users, sessions, limits, tokens, security, AuditLog(db)), settings.ready_timeout_s
+    )
     pool = hash_pool or HashPool(settings.hash_threads, metrics, niceness=settings.hash_niceness)
     user_cache = None
     if settings.auth_cache_size:
@@ -205,6 +209,8 @@ def create_app(
     app.add_route("/account/reset-password", ResetPasswordPage())
     app.add_route("/account/verify-email", VerifyEmailPage())
     app.add_route("/static/{name}", StaticResource())
+    if settings.admin_enabled:
+        admin.mount(app, auth, job_store)
     app.add_route("/docs/{name}", DocsAssetResource())
     return app
 

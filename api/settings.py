@@ -54,6 +54,10 @@ class AccountSettings:
         return cls(**envspec.read(ACCOUNT_OPTIONS, env))
 
 
+def _lower_names(raw: str) -> tuple[str, ...]:
+    return tuple(name.lower() for name in envspec.names(raw))
+
+
 def _url(raw: str) -> str:
     if not raw.startswith(("https://", "http://")) or " " in raw:
         raise ValueError("must be an http(s) URL")
@@ -128,6 +132,8 @@ class ApiSettings:
     # Database operations one worker runs at once; the rest queue in arrival order (api/gate.py).
     db_max_in_flight: int = 4
     auth_cache_size: int = 10_000  # users kept in memory per worker (user_cache.py); 0: off
+    admin_enabled: bool = False  # the dashboard under /admin (api/admin)
+    admin_redact_keys: tuple[str, ...] = ("password", "token", "secret", "authorization", "api_key")
     trusted_proxy_hops: int = 0
     metrics_multiproc_dir: str | None = None
 
@@ -234,6 +240,13 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("API_DB_POOL_SIZE", "db_pool_size", _int(1, 10000), "connections per worker"),
     Option("API_DB_MAX_IN_FLIGHT", "db_max_in_flight", _int(1, 10000), "operations at once"),
     Option("API_AUTH_CACHE_SIZE", "auth_cache_size", _int(0, 10**7), "users cached (0: off)"),
+    Option("API_ADMIN_ENABLED", "admin_enabled", envspec.flag, "serve the dashboard at /admin"),
+    Option(
+        "API_ADMIN_REDACT_KEYS",
+        "admin_redact_keys",
+        _lower_names,
+        "payload keys the dashboard hides",
+    ),
     TRUSTED_PROXY_HOPS,
 )
 

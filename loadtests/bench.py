@@ -12,6 +12,8 @@ Sections (all by default; pick with --only):
           commands per job, counted client-side (mongodb_commands_total) at the default 4 slots
           and at 16 (a deep queue's batches)
   pickup  pickup latency on an idle queue, default wake-ups (change stream; p50/p99)
+  dashboard  the drain with no dashboard open vs with 10 polling tabs, alternately, 3 times
+          (dashboard_bench.py; target: no more than 10 % slower)
   storm   50 concurrent sign-ups whose welcome mails take 500 ms at a slow SMTP server:
           first request → last welcome-email job done (target <= 3.5 s), sign-up latency
   api     wrk: profile req/s and p99 at 50 connections, login/s vs the bcrypt limit, profile
@@ -33,13 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import api_bench
+import dashboard_bench
 import queue_bench
 import queue_side
 from harness import VAR
 from smtp_sink import SlowSmtpSink
 from stack import cpu_count, start_stack
 
-SECTIONS = ("drain", "pickup", "storm", "api", "memory")
+SECTIONS = ("drain", "pickup", "dashboard", "storm", "api", "memory")
 OUT_DIR = VAR / "bench"
 
 
@@ -107,6 +110,11 @@ def run_queue_sections(uri: str, args: argparse.Namespace) -> dict[str, Any]:
         figures.update(
             queue_side.idle_pickup(uri, args.pickup_samples, args.workers, args.concurrency)
         )
+    if "dashboard" in args.sections:
+        queue_bench.progress("dashboard: the drain without and with 10 polling tabs")
+        figures.update(
+            dashboard_bench.dashboard_drain(uri, args.jobs, args.workers, args.concurrency)
+        )
     return figures
 
 
@@ -169,6 +177,9 @@ def table(figures: dict[str, Any]) -> str:
         row("database commands per job, 16 slots", f("deep_commands_per_job"), "<= 1.0"),
         row("idle pickup p50 / p99 (ms)", _pair(f("idle_pickup_p50_ms"), f("idle_pickup_p99_ms")),
             f"poll max {f('poll_max_s')} s"),
+        row("drain with 10 dashboard tabs / without (jobs/s)",
+            f"{f('dashboard_drain_with_jobs_per_s')} / {f('dashboard_drain_without_jobs_per_s')}"
+            f" = {f('dashboard_drain_ratio')}", ">= 0.9"),
         row(f"{f('signups')} sign-ups: first request → last mail job (s)",
             f("first_request_to_last_email_s"), "<= 3.5 (the old service: ~52)"),
         row("sign-up latency p50 / p95 / max (ms)",

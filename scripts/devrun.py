@@ -45,6 +45,7 @@ def main() -> int:
     # A development system: clients may submit the bench tasks, and local consumers run them.
     env.setdefault("QUEUE_ENABLE_BENCH_TASKS", "1")
     env.setdefault("API_SUBMITTABLE_TASKS", "bench.noop,bench.sleep")
+    env.setdefault("API_ADMIN_ENABLED", "1")  # the dashboard; off by default in production
     # Development limits: one developer (and the seed's load script, 50 sign-ups at once) sends
     # everything from one address. Production defaults stay strict.
     for key, value in DEV_LIMITS.items():
@@ -69,6 +70,12 @@ def main() -> int:
             f"supervisor metrics: http://127.0.0.1:{env['SUPERVISOR_METRICS_PORT']}/metrics",
             flush=True,
         )
+        if env["API_ADMIN_ENABLED"] == "1":
+            print(
+                f"dashboard  {base}/admin   (give an account a role first: "
+                ".venv/bin/python -m api.admin grant EMAIL admin)",
+                flush=True,
+            )
         limits = ", ".join(f"{key}={env[key]}" for key in DEV_LIMITS)
         print(f"limits     development: {limits}", flush=True)
         print("Ctrl-C stops everything.", flush=True)

@@ -37,6 +37,7 @@ AUTH_FIELDS = {
     "token_version": 1,
     "revoked_sessions": 1,
     "email_verified": 1,
+    "role": 1,
 }
 
 
@@ -263,6 +264,16 @@ class UserStore:
     def mark_first_login(self, user_id: ObjectId) -> None:
         """Record that the user has logged in since signing up (new-device alerts start)."""
         self._users.update_one({"_id": user_id}, {"$set": {"first_login_done": True}})
+
+    def set_role(self, email: str, role: str | None) -> bool:
+        """Give the account with this address a dashboard role (None: take it away)."""
+        update = {"$set": {"role": role}} if role else {"$unset": {"role": ""}}
+        return self._users.update_one({"email": email}, update).matched_count == 1
+
+    def with_roles(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Return the accounts that have a dashboard role."""
+        query = {"role": {"$exists": True}}
+        return list(self._users.find(query, {"email": 1, "name": 1, "role": 1}).limit(limit))
 
     def mark_welcome_enqueued(self, user_id: ObjectId) -> None:
         """Record that the user.created job is in the queue."""

@@ -1,4 +1,4 @@
-"""Server-rendered pages: the account pages now, the dashboard later.
+"""Server-rendered pages: the account pages and the dashboard (api/admin).
 
 Templates are Jinja2 (autoescaped) under templates/; scripts and styles are files under
 static/, served by this app at /static/<name> (an allowlist, no directory walking), so the pages
@@ -10,6 +10,7 @@ never sent to a server anyway).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,11 +40,29 @@ STATIC_TYPES = {
 @cache
 def environment() -> jinja2.Environment:
     """Return the templates' environment (autoescaping, undefined names are errors)."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["when"] = when
+    return env
+
+
+def when(value: datetime | str | None) -> str:
+    """A time as people read it: UTC to the second ("–" for none)."""
+    if value is None or value == "":
+        return "–"
+    if isinstance(value, str):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        at = value
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def render(resp: falcon.Response, template: str, **values: Any) -> None:

@@ -1,0 +1,53 @@
+"""`python -m api.admin`: dashboard roles, from a shell with database access.
+
+    grant EMAIL ROLE     viewer, operator or admin
+    revoke EMAIL
+    list
+
+Exit codes: 0 done; 1 no such account; 2 bad arguments. Reads MONGODB_URI / MONGODB_DATABASE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from api.admin.roles import Role
+from api.auth.addresses import lookup_key
+from api.auth.user_store import UserStore
+from queue_worker.connection import connect, database
+from queue_worker.settings import QueueSettings
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m api.admin", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    grant = sub.add_parser("grant", help="give an account a dashboard role")
+    grant.add_argument("email")
+    grant.add_argument("role", type=Role.parse, help="viewer, operator or admin")
+    revoke = sub.add_parser("revoke", help="take an account's dashboard role away")
+    revoke.add_argument("email")
+    sub.add_parser("list", help="accounts with a role")
+    args = parser.parse_args(argv)
+    settings = QueueSettings.from_env(os.environ if env is None else env)
+    client = connect(settings, app_name="api.admin")
+    try:
+        users = UserStore(database(client, settings))
+        if args.command == "list":
+            for user in users.with_roles():
+                print(f"{user['email']}\t{user['role']}")
+            return 0
+        role = args.role.label if args.command == "grant" else None
+        if not users.set_role(lookup_key(args.email), role):
+            print(f"error: no account with the address {args.email!r}", file=sys.stderr)
+            return 1
+        print(f"{args.email}: {role or 'no role'}")
+        return 0
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

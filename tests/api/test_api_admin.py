@@ -1,0 +1,286 @@
+"""The dashboard's gate and actions over HTTP, without a browser: off by default, sign-in only
+with a role, the `__Host-` cookie's attributes, origin and CSRF checks on every change, role
+checks, the state machine's refusals, the shared snapshot with its ETag, the audit log, and the
+role CLI. The browser-level behaviour is in tests/pages/test_admin_dashboard.py."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from apihelpers import PASSWORD, Clock, bearer, signup
+from falcon import testing
+from pymongo.database import Database
+
+from api.admin import __main__ as roles_cli
+from api.admin.gate import COOKIE
+from api.admin.snapshot import REFRESH_S, Snapshot
+from api.app import create_app
+from api.auth.passwords import HashPool
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+from queue_worker import JobStore
+from queue_worker.controls import Controls
+from queue_worker.job import JobState
+
+SAME = {"Sec-Fetch-Site": "same-origin"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture
+def admin_client(
+    settings: ApiSettings, db: Database[Any], job_store: JobStore, clock: Clock,
+    metrics: ApiMetrics,
+) -> Iterator[testing.TestClient]:  # fmt: skip
+    pool = HashPool(2, metrics)
+    on = dataclasses.replace(settings, admin_enabled=True)
+    yield testing.TestClient(create_app(on, db, job_store, clock=clock, metrics=metrics,
+                                        hash_pool=pool))  # fmt: skip
+    pool.close()
+
+
+class Browser:
+    """Just enough of a browser: the dashboard cookie, the CSRF token from a page, forms."""
+
+    def __init__(self, client: testing.TestClient) -> None:
+        self.client = client
+        self.cookie = ""
+
+    def sign_in(self, email: str, password: str = PASSWORD, **headers: str) -> Any:
+        body = urlencode({"email": email, "password": password, "next": "/admin"})
+        result = self.client.simulate_post(
+            "/admin/login", body=body, headers={**FORM, **SAME, **headers}
+        )
+        if COOKIE in result.cookies:
+            self.cookie = result.cookies[COOKIE].value
+        return result
+
+    def get(self, path: str, **headers: str) -> Any:
+        return self.client.simulate_get(path, cookies={COOKIE: self.cookie}, headers=headers)
+
+    def csrf(self) -> str:
+        found = re.search(r'name="csrf-token" content="([^"]+)"', self.get("/admin/queues").text)
+        assert found, "no CSRF token on the page"
+        return found.group(1)
+
+    def post(self, path: str, fields: dict[str, str], headers: dict[str, str] = SAME) -> Any:
+        return self.client.simulate_post(
+            path, body=urlencode(fields), cookies={COOKIE: self.cookie},
+            headers={**FORM, **headers},
+        )  # fmt: skip
+
+
+def with_role(client: testing.TestClient, db: Database[Any], email: str, role: str) -> Browser:
+    signup(client, email)
+    db.users.update_one({"email": email}, {"$set": {"role": role}})
+    browser = Browser(client)
+    assert browser.sign_in(email).status_code == 303
+    return browser
+
+
+def test_the_dashboard_is_off_unless_enabled(client: testing.TestClient) -> None:
+    assert client.simulate_get("/admin").status_code == 404
+    assert client.simulate_get("/admin/login").status_code == 404
+
+
+def test_signing_in_sets_a_host_only_strict_http_only_cookie(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    signup(admin_client, "ops@example.com")
+    db.users.update_one({"email": "ops@example.com"}, {"$set": {"role": "viewer"}})
+    result = Browser(admin_client).sign_in("ops@example.com")
+    assert result.status_code == 303 and result.headers["location"] == "/admin"
+    cookie = result.cookies[COOKIE]
+    assert cookie.secure and cookie.http_only and cookie.same_site == "Strict"
+    assert cookie.path == "/" and cookie.domain is None and cookie.max_age is None
+
+
+def test_an_account_without_a_role_is_refused_and_its_new_session_ended(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    signup(admin_client, "user@example.com")
+    live_before = db.sessions.count_documents({"revoked_at": None})
+    result = Browser(admin_client).sign_in("user@example.com")
+    assert result.status_code == 403 and COOKIE not in result.cookies
+    assert "no dashboard role" in result.text
+    assert db.sessions.count_documents({"revoked_at": None}) == live_before
+
+
+def test_a_wrong_password_is_refused_like_the_api_refuses_it(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    with_role(admin_client, db, "ops@example.com", "admin")
+    result = Browser(admin_client).sign_in("ops@example.com", "not the password")
+    assert result.status_code == 401 and COOKIE not in result.cookies
+
+
+def test_a_cross_site_sign_in_is_refused(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    with_role(admin_client, db, "ops@example.com", "admin")
+    result = Browser(admin_client).sign_in("ops@example.com", **{"Sec-Fetch-Site": "cross-site"})
+    assert result.status_code == 403 and COOKIE not in result.cookies
+
+
+@pytest.mark.parametrize(
+    ("headers", "with_token"),
+    [
+        ({"Sec-Fetch-Site": "cross-site"}, True),
+        ({"Sec-Fetch-Site": "same-site"}, True),
+        ({"Origin": "https://evil.example"}, True),
+        ({}, True),  # neither header: refused
+        (SAME, False),
+    ],
+)
+def test_changes_need_our_origin_and_the_csrf_token(
+    admin_client: testing.TestClient, db: Database[Any], headers: dict[str, str],
+    with_token: bool,
+) -> None:  # fmt: skip
+    browser = with_role(admin_client, db, "ops@example.com", "admin")
+    fields = {"csrf": browser.csrf()} if with_token else {}
+    assert browser.post("/admin/queues/mail/pause", fields, headers).status_code == 403
+    assert Controls(db).paused() == set()
+
+
+def test_an_origin_header_of_our_own_is_enough_without_sec_fetch(
+    admin_client: testing.TestClient, db: Database[Any], settings: ApiSettings
+) -> None:
+    browser = with_role(admin_client, db, "ops@example.com", "operator")
+    origin = {"Origin": settings.accounts.public_url}
+    result = browser.post("/admin/queues/mail/pause", {"csrf": browser.csrf()}, origin)
+    assert result.status_code == 303 and Controls(db).paused() == {"mail"}
+
+
+def test_a_viewer_cannot_act_and_an_operator_cannot_bulk(
+    admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
+) -> None:
+    viewer = with_role(admin_client, db, "viewer@example.com", "viewer")
+    job = job_store.enqueue("bench.noop", delay_s=3600)
+    assert viewer.post(f"/admin/jobs/{job.id}/run-now", {"csrf": viewer.csrf()}).status_code == 403
+    operator = with_role(admin_client, db, "operator@example.com", "operator")
+    fields = {"csrf": operator.csrf(), "action": "retry", "confirm": "1"}
+    assert operator.post("/admin/bulk", fields).status_code == 403
+    ran = operator.post(f"/admin/jobs/{job.id}/run-now", {"csrf": operator.csrf()})
+    assert ran.status_code == 303
+
+
+def test_retrying_a_running_job_is_refused_not_applied(
+    admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
+) -> None:
+    operator = with_role(admin_client, db, "ops@example.com", "operator")
+    job = job_store.enqueue("bench.noop", queue="ops")
+    job_store.promote(["ops"])
+    held = job_store.claim("worker-1", queues=["ops"])
+    assert held is not None and held.job.id == job.id
+    result = operator.post(f"/admin/jobs/{job.id}/retry", {"csrf": operator.csrf()})
+    assert result.status_code == 409
+    after = job_store.get(job.id)
+    assert after is not None and after.state is JobState.RUNNING and after.lease_owner == "worker-1"
+    assert db.admin_audit.count_documents({}) == 0
+
+
+def test_bulk_retry_previews_then_acts_and_is_audited(
+    admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
+) -> None:
+    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    for _ in range(3):
+        job_store.enqueue("bench.noop", queue="mail", max_attempts=1)
+    job_store.promote(["mail"])
+    while held := job_store.claim("worker-1", queues=["mail"]):
+        job_store.fail(held, "boom", retryable=False)
+    fields = {"csrf": admin.csrf(), "action": "retry", "scope": "filter", "queue": "mail"}
+    preview = admin.post("/admin/bulk", fields)
+    assert preview.status_code == 200 and "3" in preview.text
+    assert job_store.jobs.count_documents({"state": "dead"}) == 3  # nothing done yet
+    done = admin.post("/admin/bulk", {**fields, "confirm": "1"})
+    assert done.status_code == 303 and "retry%3A3" in done.headers["location"]
+    assert job_store.jobs.count_documents({"state": "dead"}) == 0
+    (entry,) = db.admin_audit.find()
+    assert entry["email"] == "admin@example.com" and entry["action"] == "bulk.retry"
+    assert entry["count"] == 3 and entry["filter"] == {"state": "dead", "queue": "mail"}
+
+
+def test_bad_input_to_actions_is_a_page_error_not_a_500(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    token = admin.csrf()
+    assert admin.post("/admin/jobs/not-an-id/retry", {"csrf": token}).status_code == 404
+    assert admin.post("/admin/jobs/abc/explode", {"csrf": token}).status_code == 404
+    assert admin.post("/admin/users/role", {"csrf": token, "email": "admin@example.com",
+                                            "role": "emperor"}).status_code == 403  # fmt: skip
+    assert admin.post("/admin/bulk", {"csrf": token, "action": "drop"}).status_code == 403
+    assert admin.get("/admin/jobs?state=nonsense&since_h=x").status_code in (200, 400)
+
+
+def test_bearer_tokens_do_not_open_the_dashboard_and_the_cookie_does_not_open_the_api(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    tokens = admin_client.simulate_post(
+        "/users/login", json={"email": "admin@example.com", "password": PASSWORD}
+    ).json
+    result = admin_client.simulate_get("/admin/queues", headers=bearer(tokens["access_token"]))
+    assert result.status_code == 303 and result.headers["location"].startswith("/admin/login")
+    profile = admin_client.simulate_get("/users/profile", cookies={COOKIE: admin.cookie})
+    assert profile.status_code == 401
+
+
+def test_signing_out_ends_the_session_behind_the_cookie(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    assert admin.post("/admin/logout", {"csrf": admin.csrf()}).status_code == 303
+    assert admin.get("/admin/queues").status_code == 303  # to the sign-in page
+
+
+def test_the_overview_json_answers_304_to_an_unchanged_snapshot(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    first = admin.get("/admin/api/overview")
+    assert first.status_code == 200 and first.json["totals"]["pending"] == 2  # the mail jobs
+    again = admin.get("/admin/api/overview", **{"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+
+
+def test_every_tab_and_every_worker_share_one_snapshot_per_refresh_interval(
+    job_store: JobStore, clock: Clock
+) -> None:
+    """Two workers (two Snapshots on one database), ten polls each: one computation per
+    interval between them; an action's invalidation makes the next read compute afresh."""
+    workers = [Snapshot(job_store, clock), Snapshot(job_store, clock)]
+    for _ in range(10):
+        for worker in workers:
+            worker.get()
+    assert sum(w.computed for w in workers) == 1
+    assert workers[0].etag == workers[1].etag
+    clock.advance(REFRESH_S)
+    for worker in workers:
+        worker.get()
+    assert sum(w.computed for w in workers) == 2
+    workers[1].invalidate()
+    workers[0].get()
+    assert sum(w.computed for w in workers) == 3
+
+
+def test_the_role_cli_grants_revokes_and_refuses_unknown_accounts(
+    client: testing.TestClient, db: Database[Any], mongo_uri: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    signup(client, "ops@example.com")
+    env = {"MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db.name}
+    assert roles_cli.main(["grant", "OPS@example.com", "operator"], env) == 0
+    assert db.users.find_one({"email": "ops@example.com"})["role"] == "operator"
+    assert roles_cli.main(["list"], env) == 0
+    assert "ops@example.com\toperator" in capsys.readouterr().out
+    assert roles_cli.main(["grant", "nobody@example.com", "admin"], env) == 1
+    with pytest.raises(SystemExit) as bad:
+        roles_cli.main(["grant", "ops@example.com", "emperor"], env)
+    assert bad.value.code == 2
+    assert roles_cli.main(["revoke", "ops@example.com"], env) == 0
+    assert "role" not in db.users.find_one({"email": "ops@example.com"})
