@@ -59,6 +59,7 @@ from api.resources.accounts import (
 from api.resources.docs import DocsAssetResource, DocsPageResource, OpenApiResource
 from api.resources.health import HealthResource, MetricsResource, ReadyResource
 from api.resources.jobs import JobResource, JobsResource
+from api.resources.keys import JwksResource
 from api.resources.me import (
     PasswordResource,
     ReauthenticateResource,
@@ -155,6 +156,7 @@ def create_app(
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             leeway_s=settings.jwt_leeway_s,
+            signing_keys=settings.jwt_signing_keys,
         ),
         events=AccountEvents(job_store, users, admission, metrics),
         tokens=tokens,
@@ -194,6 +196,7 @@ def create_app(
         ("/users/{user_id}", PublicUserResource(users, admission)),
         ("/jobs", JobsResource(job_store, settings, admission)),
         ("/jobs/{job_id}", JobResource(job_store, admission)),
+        ("/.well-known/jwks.json", JwksResource(auth.codec, clock)),
         ("/healthz", HealthResource()),
         ("/readyz", ReadyResource(db, settings.ready_timeout_s, metrics)),
         ("/metrics", MetricsResource(metrics, settings.metrics_multiproc_dir)),

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from api.auth.signing_keys import SigningKey, parse_signing_keys
 from api.key_material import check_secret, decode_secret, parse_keyring
 from runtime import env as envspec
 from runtime import metrics_dir
@@ -106,6 +107,8 @@ class ApiSettings:
     jwt_issuer: str = "jobauth"
     jwt_audience: str = "jobauth-api"
     jwt_leeway_s: int = 30
+    # ES256 keys of the access tokens (api/auth/signing_keys.py); empty: HS256 access tokens.
+    jwt_signing_keys: tuple[SigningKey, ...] = ()
     access_ttl_s: int = 900
     session_idle_s: int = 14 * 86400
     session_max_age_s: int = 30 * 86400
@@ -183,6 +186,13 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("API_JWT_KEYS", "jwt_keys", parse_keyring, "kid:base64secret,...", secret=True),
     Option("API_JWT_ACTIVE_KID", "jwt_active_kid", envspec.text, "kid that signs new tokens"),
     Option("API_PASSWORD_PEPPER", "password_pepper", decode_secret, "base64", secret=True),
+    Option(
+        "API_JWT_SIGNING_KEYS",
+        "jwt_signing_keys",
+        parse_signing_keys,
+        "<published>.<base64url P-256 key>,...",
+        secret=True,
+    ),
     Option("API_JWT_ISSUER", "jwt_issuer", envspec.text, "`iss` claim"),
     Option("API_JWT_AUDIENCE", "jwt_audience", envspec.text, "`aud` claim"),
     Option("API_JWT_LEEWAY_S", "jwt_leeway_s", _int(0, 300), "clock-skew leeway"),

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import localdb
@@ -137,11 +138,22 @@ def _secret() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(48)).decode().rstrip("=")
 
 
+def _signing_key() -> str:
+    """A new ES256 key entry, made by the project's own generator (python -m api.auth.keys)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # run as `python scripts/devrun.py`: the project's root
+    from api.auth.signing_keys import new_entry
+
+    return new_entry(datetime.now(UTC))
+
+
 DEV_SECRETS: dict[str, Callable[[], str]] = {
     "API_JWT_KEYS": lambda: f"dev1:{_secret()}",
     "API_JWT_ACTIVE_KID": lambda: "dev1",
     "API_PASSWORD_PEPPER": _secret,
     "API_ACCOUNT_TOKEN_KEYS": lambda: f"dev1:{_secret()}",
+    # ES256 access tokens, verifiable from /.well-known/jwks.json (api/auth/signing_keys.py).
+    "API_JWT_SIGNING_KEYS": _signing_key,
 }
 
 

@@ -2,7 +2,8 @@
 
 An access token carries what the API's checks read without the database: the user's token
 version, the session, `auth_time` (when the user last proved who they are: recent enough for
-ending other sessions?) and `email_verified`.
+ending other sessions?) and `email_verified`; and, for other services reading it, `amr` (how
+the user authenticated: a password) and `roles` (the dashboard role, if any).
 """
 
 from __future__ import annotations
@@ -37,9 +38,7 @@ def start_session(
         ctx.sessions.start(
             sid, user_id, refresh, now=now, expires_at=expires_at, ip=ip, user_agent=user_agent
         )
-    access = access_token(
-        ctx, sub, sid, version, now, auth_time=now, email_verified=_verified(user)
-    )
+    access = access_token(ctx, sub, sid, version, now, auth_time=now, user=user)
     return TokenPair(access, refresh, ctx.settings.access_ttl_s), sid
 
 
@@ -58,9 +57,10 @@ def access_token(
     now: datetime,
     *,
     auth_time: datetime,
-    email_verified: bool,
+    user: dict[str, Any],
 ) -> str:
-    """Return a fresh access token of session `sid`."""
+    """Return a fresh access token of session `sid` for `user` (its verified flag and role)."""
+    role = user.get("role")
     return ctx.codec.issue(
         "access",
         sub=sub,
@@ -68,9 +68,10 @@ def access_token(
         ver=version,
         now=now,
         expires_at=now + timedelta(seconds=ctx.settings.access_ttl_s),
-        extra={"auth_time": int(auth_time.timestamp()), "email_verified": email_verified},
+        extra={
+            "auth_time": int(auth_time.timestamp()),
+            "email_verified": bool(user.get("email_verified", False)),
+            "amr": ["pwd"],
+            "roles": [role] if isinstance(role, str) else [],
+        },
     )
-
-
-def _verified(user: dict[str, Any]) -> bool:
-    return bool(user.get("email_verified", False))

@@ -57,6 +57,6 @@ def refresh(ctx: AuthContext, refresh_token: str, *, client: Client | None = Non
         version,
         now,
         auth_time=auth_time,
-        email_verified=bool(user.get("email_verified", False)),
+        user=user,
     )
     return TokenPair(access, replacement, ctx.settings.access_ttl_s)

@@ -102,6 +102,6 @@ def rotate_current(
         version,
         now,
         auth_time=now,
-        email_verified=bool(user.get("email_verified", False)),
+        user=user,
     )
     return TokenPair(access, refresh, ctx.settings.access_ttl_s)

@@ -1,9 +1,14 @@
-"""JWT issue and verify: HS256 only, the key chosen by `kid`, every registered claim required.
+"""JWT issue and verify, the key chosen by `kid`, every registered claim required.
 
-Why HS256 with kid-selected secrets: the API is the only issuer and the only verifier, so a
-shared secret is enough, it is fast on the hot path, and `kid` lets a new key become active
-while tokens signed by the previous one stay valid until they expire (list both in
-API_JWT_KEYS, the new one as API_JWT_ACTIVE_KID).
+Refresh tokens are HS256 with kid-selected secrets (API_JWT_KEYS): the API is their only
+issuer and verifier, and `kid` lets a new secret become active while tokens signed by the
+previous one stay valid until they expire. Access tokens are ES256 when API_JWT_SIGNING_KEYS
+holds keys (signing_keys.py: RFC 9068's profile, `typ: at+jwt`, verifiable by anyone from the
+JWKS), else HS256 like refresh tokens. Switching to ES256 is a deploy: HS256 access tokens
+issued before keep verifying until they expire.
+
+Each kid maps to exactly one (algorithm, key): an HS kid never verifies an ES256 token nor an
+ES kid an HS256 one (no algorithm confusion), and the header's `alg` must be that kid's.
 
 Verification never fetches anything: headers that point at keys (`jku`, `jwk`, `x5u`, `x5c`)
 are refused outright, the algorithm list is pinned, and an unknown `kid` is a 401.
@@ -27,9 +32,12 @@ from typing import Any, Literal
 
 import jwt
 
+from api.auth.signing_keys import ALGORITHM as ES256
+from api.auth.signing_keys import SigningKey, jwks, signing_key
 from api.errors import Unauthorized
 
 ALGORITHM = "HS256"
+AT_JWT = "at+jwt"  # RFC 9068 header type of an ES256 access token
 TokenType = Literal["access", "refresh"]
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti", "typ", "sid"]
 VERIFIED_CACHE_SIZE = 1024
@@ -63,8 +71,13 @@ class TokenCodec:
         audience: str,
         leeway_s: int,
         cache_size: int = VERIFIED_CACHE_SIZE,
+        signing_keys: tuple[SigningKey, ...] = (),
     ) -> None:
         self._keys = dict(keys)
+        self._signing = signing_keys
+        self._by_kid: dict[str, tuple[str, Any]] = {k: (ALGORITHM, v) for k, v in keys.items()}
+        for signing in signing_keys:
+            self._by_kid[signing.kid] = (ES256, signing.private.public_key())
         # Insertion-ordered: when full, the oldest entry goes (bounded memory, ~1 KiB each).
         self._verified: dict[str, Claims] = {}
         self._cache_size = cache_size
@@ -100,8 +113,18 @@ class TokenCodec:
             "jti": secrets.token_urlsafe(32),
             **(extra or {}),
         }
+        es_key = signing_key(self._signing, now) if typ == "access" else None
+        if es_key is not None:
+            claims["client_id"] = self._issuer  # our own first-party clients
+            return jwt.encode(
+                claims, es_key.private, algorithm=ES256, headers={"kid": es_key.kid, "typ": AT_JWT}
+            )
         key = self._keys[self._active_kid]
         return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": self._active_kid})
+
+    def jwks(self, now: datetime) -> dict[str, Any]:
+        """The public keys of the access tokens, as a JWK Set."""
+        return jwks(self._signing, now)
 
     def verify(self, token: str, expected: TokenType, *, now: datetime) -> Claims:
         """Return the claims of a valid token of type `expected`; raise Unauthorized otherwise."""
@@ -125,12 +148,12 @@ class TokenCodec:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise Unauthorized(code="invalid_token") from None
-        key = self._key_for(header)
+        algorithm, key = self._key_for(header, expected)
         try:
             payload = jwt.decode(
                 token,
                 key,
-                algorithms=[ALGORITHM],
+                algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway_s,
@@ -141,14 +164,16 @@ class TokenCodec:
             raise Unauthorized(code="invalid_token") from None
         return _claims(payload, expected)
 
-    def _key_for(self, header: Mapping[str, Any]) -> bytes:
-        if header.get("alg") != ALGORITHM or _FORBIDDEN_HEADERS & header.keys():
-            raise Unauthorized(code="invalid_token")
+    def _key_for(self, header: Mapping[str, Any], expected: TokenType) -> tuple[str, Any]:
+        """The kid's one (algorithm, key); the header must name that algorithm, and an ES256
+        token must be an access token typed `at+jwt`."""
         kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
-        if key is None:
+        found = self._by_kid.get(kid) if isinstance(kid, str) else None
+        if found is None or _FORBIDDEN_HEADERS & header.keys() or header.get("alg") != found[0]:
             raise Unauthorized(code="invalid_token")
-        return key
+        if found[0] == ES256 and (expected != "access" or header.get("typ") != AT_JWT):
+            raise Unauthorized(code="invalid_token")
+        return found
 
 
 def _claims(payload: Mapping[str, Any], expected: TokenType) -> Claims:

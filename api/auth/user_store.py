@@ -158,7 +158,7 @@ class UserStore:
     def find_for_refresh(self, user_id: ObjectId) -> dict[str, Any] | None:
         """Return what a refresh needs (token version, verified flag), or None if it is gone."""
         doc: dict[str, Any] | None = self._users.find_one(
-            {"_id": user_id}, {"token_version": 1, "email_verified": 1}
+            {"_id": user_id}, {"token_version": 1, "email_verified": 1, "role": 1}
         )
         return doc
 

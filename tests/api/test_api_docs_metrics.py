@@ -24,7 +24,7 @@ ROUTES = {
     ("/users/reset-password", "post"), ("/users/me/verify-email", "post"),
     ("/users/me/password", "post"), ("/users/me/sessions", "get"),
     ("/users/me/sessions/{session_id}", "delete"), ("/users/me/reauthenticate", "post"),
-    ("/users/me/security-events", "get"),
+    ("/users/me/security-events", "get"), ("/.well-known/jwks.json", "get"),
 }  # fmt: skip
 
 
