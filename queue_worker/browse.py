@@ -39,6 +39,7 @@ class JobFilter:
     due_after: datetime | None = None  # only jobs scheduled later than this (delayed ones)
 
     def query(self) -> Doc:
+        """Return the filter as a MongoDB query."""
         query: Doc = {}
         if self.state is not None:
             query["state"] = self.state.value

@@ -37,6 +37,7 @@ class Controls:
         self.workers: Collection[Doc] = db[WORKERS]
 
     def ensure_indexes(self) -> None:
+        """Create the TTL index that forgets a silent consumer."""
         self.workers.create_index("seen_at", name="seen_ttl", expireAfterSeconds=WORKER_FORGET_S)
 
     def paused(self, queues: Iterable[str] | None = None) -> set[str]:
@@ -75,9 +76,11 @@ class Controls:
         )
 
     def gone(self, owner: str) -> None:
+        """Take consumer `owner` out of the registry (a clean exit)."""
         self.workers.delete_one({"_id": owner})
 
     def alive(self, *, since: datetime) -> list[Doc]:
+        """Return the consumers heard from since `since`, by owner."""
         return list(self.workers.find({"seen_at": {"$gte": since}}).sort("_id", 1))
 
 

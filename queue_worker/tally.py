@@ -31,6 +31,7 @@ Doc = dict[str, Any]
 
 
 def minute_of(at: datetime) -> datetime:
+    """Return the start of the minute `at` falls in."""
     return at.replace(second=0, microsecond=0)
 
 
@@ -42,6 +43,7 @@ class Tally:
         self._lock = threading.Lock()
 
     def add(self, queue: str, outcome: str, at: datetime) -> None:
+        """Count one job of `queue` that ended with `outcome` at `at`."""
         with self._lock:
             self._counts[(minute_of(at), queue, outcome)] += 1
 
@@ -73,6 +75,7 @@ class Tally:
 
 
 def ensure_indexes(db: Database[Doc]) -> None:
+    """Create the TTL index that forgets counters after KEEP_S."""
     db[COUNTS].create_index("minute", name="minute_ttl", expireAfterSeconds=KEEP_S)
 
 

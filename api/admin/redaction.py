@@ -13,6 +13,7 @@ MASK = "[redacted]"
 
 
 def redact(value: Any, names: tuple[str, ...]) -> Any:
+    """Return `value` with every dict item whose key contains one of `names` masked."""
     if isinstance(value, dict):
         return {
             key: MASK if any(n in str(key).lower() for n in names) else redact(item, names)

@@ -16,6 +16,8 @@ from typing import Any
 
 
 class Role(IntEnum):
+    """A dashboard role; a higher role may do everything a lower one may."""
+
     VIEWER = 1
     OPERATOR = 2
     ADMIN = 3

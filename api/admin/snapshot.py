@@ -34,6 +34,8 @@ SHARED_ID = "overview"
 
 
 class Snapshot:
+    """The shared overview figures; see the module docstring."""
+
     def __init__(self, store: JobStore, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._controls = Controls(store.db)
@@ -46,6 +48,7 @@ class Snapshot:
         self.computed = 0  # how many snapshots this worker computed (tests, curiosity)
 
     def get(self) -> dict[str, Any]:
+        """Return the current snapshot, computing one only if the shared copy is stale."""
         now = self._clock()
         with self._lock:
             shared = self._shared.find_one({"_id": SHARED_ID}, {"taken_at": 1})

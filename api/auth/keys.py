@@ -32,6 +32,7 @@ def main(
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> int:
+    """Run the keys command line; return the exit code."""
     parser = argparse.ArgumentParser(prog="python -m api.auth.keys", description=__doc__)
     parser.add_argument("command", choices=("new", "show"))
     args = parser.parse_args(argv)
@@ -64,6 +65,7 @@ def describe(
     now: datetime,
     lifetime_s: int,
 ) -> str:
+    """Say what `key` is at `now`: next, current or previous (and when it may go)."""
     current = signing_key(keys, now)
     if key is current:
         return "current: signs new access tokens"

@@ -38,12 +38,15 @@ PUBLISH_S = JWKS_MAX_AGE_S + 60  # a key signs only after it has been published 
 
 @dataclass(frozen=True)
 class SigningKey:
+    """One ES256 key: its thumbprint kid, its private half, when it was published."""
+
     kid: str
     private: ec.EllipticCurvePrivateKey
     published_at: datetime
 
     @property
     def public_jwk(self) -> dict[str, str]:
+        """The public half as a JWK (RFC 7518 EC members)."""
         numbers = self.private.public_key().public_numbers()
         return {"kty": "EC", "crv": "P-256", "x": _b64(numbers.x.to_bytes(32, "big")),
                 "y": _b64(numbers.y.to_bytes(32, "big"))}  # fmt: skip

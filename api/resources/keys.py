@@ -18,6 +18,8 @@ JWKS_HEADERS = {**API_HEADERS, "Cache-Control": f"public, max-age={JWKS_MAX_AGE_
 
 
 class JwksResource:
+    """GET /.well-known/jwks.json."""
+
     docs = {
         "get": Operation(
             "The public keys of the ES256 access tokens, as a JWK Set",

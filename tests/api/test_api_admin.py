@@ -83,6 +83,7 @@ def with_role(client: testing.TestClient, db: Database[Any], email: str, role: s
 
 
 def test_the_dashboard_is_off_unless_enabled(client: testing.TestClient) -> None:
+    """Without API_ADMIN_ENABLED there are no dashboard routes."""
     assert client.simulate_get("/admin").status_code == 404
     assert client.simulate_get("/admin/login").status_code == 404
 
@@ -90,6 +91,7 @@ def test_the_dashboard_is_off_unless_enabled(client: testing.TestClient) -> None
 def test_signing_in_sets_a_host_only_strict_http_only_cookie(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """The dashboard cookie is __Host-, Secure, HttpOnly, SameSite=Strict and a session cookie."""
     signup(admin_client, "ops@example.com")
     db.users.update_one({"email": "ops@example.com"}, {"$set": {"role": "viewer"}})
     result = Browser(admin_client).sign_in("ops@example.com")
@@ -102,6 +104,7 @@ def test_signing_in_sets_a_host_only_strict_http_only_cookie(
 def test_an_account_without_a_role_is_refused_and_its_new_session_ended(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """An account without a role cannot sign in, and the session its login opened is ended."""
     signup(admin_client, "user@example.com")
     live_before = db.sessions.count_documents({"revoked_at": None})
     result = Browser(admin_client).sign_in("user@example.com")
@@ -113,6 +116,7 @@ def test_an_account_without_a_role_is_refused_and_its_new_session_ended(
 def test_a_wrong_password_is_refused_like_the_api_refuses_it(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """A wrong password is a 401 with no cookie, through the accounts' own login."""
     with_role(admin_client, db, "ops@example.com", "admin")
     result = Browser(admin_client).sign_in("ops@example.com", "not the password")
     assert result.status_code == 401 and COOKIE not in result.cookies
@@ -121,6 +125,7 @@ def test_a_wrong_password_is_refused_like_the_api_refuses_it(
 def test_a_cross_site_sign_in_is_refused(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """A sign-in form posted from another site is refused."""
     with_role(admin_client, db, "ops@example.com", "admin")
     result = Browser(admin_client).sign_in("ops@example.com", **{"Sec-Fetch-Site": "cross-site"})
     assert result.status_code == 403 and COOKIE not in result.cookies
@@ -140,6 +145,7 @@ def test_changes_need_our_origin_and_the_csrf_token(
     admin_client: testing.TestClient, db: Database[Any], headers: dict[str, str],
     with_token: bool,
 ) -> None:  # fmt: skip
+    """Without same-origin Sec-Fetch-Site (or our Origin) and the CSRF token, nothing changes."""
     browser = with_role(admin_client, db, "ops@example.com", "admin")
     fields = {"csrf": browser.csrf()} if with_token else {}
     assert browser.post("/admin/queues/mail/pause", fields, headers).status_code == 403
@@ -149,6 +155,7 @@ def test_changes_need_our_origin_and_the_csrf_token(
 def test_an_origin_header_of_our_own_is_enough_without_sec_fetch(
     admin_client: testing.TestClient, db: Database[Any], settings: ApiSettings
 ) -> None:
+    """An older browser without Sec-Fetch-* passes with our own Origin and the token."""
     browser = with_role(admin_client, db, "ops@example.com", "operator")
     origin = {"Origin": settings.accounts.public_url}
     result = browser.post("/admin/queues/mail/pause", {"csrf": browser.csrf()}, origin)
@@ -158,6 +165,7 @@ def test_an_origin_header_of_our_own_is_enough_without_sec_fetch(
 def test_a_viewer_cannot_act_and_an_operator_cannot_bulk(
     admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
 ) -> None:
+    """Each role is refused what the next role up may do."""
     viewer = with_role(admin_client, db, "viewer@example.com", "viewer")
     job = job_store.enqueue("bench.noop", delay_s=3600)
     assert viewer.post(f"/admin/jobs/{job.id}/run-now", {"csrf": viewer.csrf()}).status_code == 403
@@ -171,6 +179,7 @@ def test_a_viewer_cannot_act_and_an_operator_cannot_bulk(
 def test_retrying_a_running_job_is_refused_not_applied(
     admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
 ) -> None:
+    """A retry of a running job is a 409; the job keeps its owner and nothing is audited."""
     operator = with_role(admin_client, db, "ops@example.com", "operator")
     job = job_store.enqueue("bench.noop", queue="ops")
     job_store.promote(["ops"])
@@ -186,6 +195,7 @@ def test_retrying_a_running_job_is_refused_not_applied(
 def test_bulk_retry_previews_then_acts_and_is_audited(
     admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
 ) -> None:
+    """A bulk retry shows its count first, acts on confirmation, and is audited with its filter."""
     admin = with_role(admin_client, db, "admin@example.com", "admin")
     for _ in range(3):
         job_store.enqueue("bench.noop", queue="mail", max_attempts=1)
@@ -207,6 +217,7 @@ def test_bulk_retry_previews_then_acts_and_is_audited(
 def test_bad_input_to_actions_is_a_page_error_not_a_500(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """Bad ids, verbs, roles and filters answer 4xx pages, never a 500."""
     admin = with_role(admin_client, db, "admin@example.com", "admin")
     token = admin.csrf()
     assert admin.post("/admin/jobs/not-an-id/retry", {"csrf": token}).status_code == 404
@@ -220,6 +231,7 @@ def test_bad_input_to_actions_is_a_page_error_not_a_500(
 def test_bearer_tokens_do_not_open_the_dashboard_and_the_cookie_does_not_open_the_api(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """The dashboard takes only its cookie and the JSON API only Bearer tokens."""
     admin = with_role(admin_client, db, "admin@example.com", "admin")
     tokens = admin_client.simulate_post(
         "/users/login", json={"email": "admin@example.com", "password": PASSWORD}
@@ -233,6 +245,7 @@ def test_bearer_tokens_do_not_open_the_dashboard_and_the_cookie_does_not_open_th
 def test_signing_out_ends_the_session_behind_the_cookie(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """Signing out ends the session: the same cookie no longer opens a page."""
     admin = with_role(admin_client, db, "admin@example.com", "admin")
     assert admin.post("/admin/logout", {"csrf": admin.csrf()}).status_code == 303
     assert admin.get("/admin/queues").status_code == 303  # to the sign-in page
@@ -241,6 +254,7 @@ def test_signing_out_ends_the_session_behind_the_cookie(
 def test_the_overview_json_answers_304_to_an_unchanged_snapshot(
     admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
+    """A poll with the current ETag costs a 304."""
     admin = with_role(admin_client, db, "admin@example.com", "admin")
     first = admin.get("/admin/api/overview")
     assert first.status_code == 200 and first.json["totals"]["pending"] == 2  # the mail jobs
@@ -272,6 +286,7 @@ def test_the_role_cli_grants_revokes_and_refuses_unknown_accounts(
     client: testing.TestClient, db: Database[Any], mongo_uri: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
+    """The role CLI grants, lists and revokes, and refuses unknown accounts and roles."""
     signup(client, "ops@example.com")
     env = {"MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db.name}
     assert roles_cli.main(["grant", "OPS@example.com", "operator"], env) == 0

@@ -59,6 +59,7 @@ def segments(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def test_an_access_token_is_es256_at_jwt_with_the_rfc_9068_claims() -> None:
+    """Access tokens are ES256 at+jwt with RFC 9068's claims; refresh tokens stay HS256."""
     raw = entry(NOW - timedelta(days=1))
     (key,) = parse_signing_keys(raw)
     token = access(codec(raw))
@@ -74,6 +75,7 @@ def test_an_access_token_is_es256_at_jwt_with_the_rfc_9068_claims() -> None:
 
 
 def test_kid_is_the_rfc_7638_thumbprint_and_the_jwks_publishes_only_public_halves() -> None:
+    """The kid is the key's thumbprint and the JWKS holds no private member."""
     raw = entry(NOW - timedelta(days=1))
     (key,) = parse_signing_keys(raw)
     assert key.kid == thumbprint(key.private) and len(key.kid) == 43
@@ -85,6 +87,7 @@ def test_kid_is_the_rfc_7638_thumbprint_and_the_jwks_publishes_only_public_halve
 
 
 def test_a_new_key_signs_only_after_it_has_been_published_longer_than_the_cache_time() -> None:
+    """A next key signs only PUBLISH_S after its publication; a lone first key signs at once."""
     old, new = entry(NOW - timedelta(days=30)), entry(NOW)
     keys = parse_signing_keys(f"{new},{old}")
     assert signing_key(keys, NOW) is keys[0]  # the old one: oldest first after parsing
@@ -97,6 +100,7 @@ def test_a_new_key_signs_only_after_it_has_been_published_longer_than_the_cache_
 
 
 def test_after_a_rotation_old_tokens_verify_until_their_key_is_retired() -> None:
+    """After a rotation the previous key's tokens verify until it is removed from the list."""
     old, new = entry(NOW - timedelta(days=30)), entry(NOW - timedelta(days=1))
     before = access(codec(old), NOW - timedelta(minutes=5))
     rotated = codec(f"{old},{new}")
@@ -110,6 +114,7 @@ def test_after_a_rotation_old_tokens_verify_until_their_key_is_retired() -> None
 
 
 def test_hs256_access_tokens_from_before_the_switch_still_verify() -> None:
+    """Switching to ES256 keeps HS256 access tokens issued before valid until they expire."""
     hs_only = TokenCodec(HS, "hs1", issuer="iss-t", audience="aud-t", leeway_s=30)
     token = access(hs_only)
     assert segments(token)[0]["alg"] == "HS256"
@@ -129,6 +134,7 @@ def hmac_signed(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -
 
 
 def test_no_algorithm_confusion_and_no_key_pointing_headers() -> None:
+    """HS under ES kids and the reverse, alg none, foreign keys, jwk and jku: all refused."""
     raw = entry(NOW - timedelta(days=1))
     (key,) = parse_signing_keys(raw)
     verifier = codec(raw)
@@ -188,11 +194,13 @@ def test_no_algorithm_confusion_and_no_key_pointing_headers() -> None:
     ],
 )  # fmt: skip
 def test_bad_signing_keys_are_refused_with_a_reason(raw: str) -> None:
+    """Malformed entries and non-P-256 keys are refused at start with a reason."""
     with pytest.raises(ValueError):
         parse_signing_keys(raw)
 
 
 def test_the_same_key_twice_is_refused() -> None:
+    """One key listed twice is a configuration error."""
     raw = entry(NOW)
     with pytest.raises(ValueError, match="twice"):
         parse_signing_keys(f"{raw},{raw}")
@@ -201,6 +209,7 @@ def test_the_same_key_twice_is_refused() -> None:
 def test_the_keys_cli_makes_entries_and_says_which_key_signs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """python -m api.auth.keys makes entries and names the next, current and previous keys."""
     assert keys_cli.main(["new"], {}, NOW) == 0
     made = capsys.readouterr().out.strip()
     assert parse_signing_keys(made)[0].published_at == NOW
@@ -235,6 +244,7 @@ print(claims["sub"], jwt.get_unverified_header(token)["typ"])
 
 
 def test_a_service_with_only_the_jwks_url_verifies_our_access_tokens(es_api: ApiServer) -> None:
+    """A separate process with PyJWKClient and only the JWKS URL verifies a real access token."""
     body = {"name": "Ada", "email": "ada@example.com", "password": "orbit lantern meadow 42"}
     signed_up = es_api.request("POST", "/users/signup", body)
     assert signed_up.status == 201

@@ -84,6 +84,7 @@ def sign_in(page: Page, base: str, role: str) -> None:
 def test_each_role_signs_in_and_a_user_without_one_is_refused(
     system: dict[str, Any], context: BrowserContext
 ) -> None:
+    """Each role signs in and out with the Strict cookie; an account without one is refused."""
     page = context.new_page()
     problems = watch(page)
     for role in ROLES:
@@ -100,6 +101,7 @@ def test_each_role_signs_in_and_a_user_without_one_is_refused(
 
 
 def test_the_overview_moves_while_jobs_run(system: dict[str, Any], context: BrowserContext) -> None:
+    """The overview's own script updates the figures while jobs finish."""
     page = context.new_page()
     sign_in(page, system["base"], "viewer")
     before = int(page.inner_text("#total-succeeded_1h"))
@@ -112,6 +114,7 @@ def test_the_overview_moves_while_jobs_run(system: dict[str, Any], context: Brow
 def test_search_open_and_retry_a_dead_job_then_bulk_retry_a_filter(
     system: dict[str, Any], context: BrowserContext
 ) -> None:
+    """An operator finds a dead job by id and retries it; an admin bulk-retries a filter."""
     store: JobStore = system["store"]
     dead = [store.enqueue("bench.fail", {"tag": f"t{i}"}) for i in range(3)]
     wait_for(lambda: all(store.get(j.id).state.value == "dead" for j in dead), "jobs to die")  # type: ignore[union-attr]
@@ -173,6 +176,7 @@ def consumers_skip(db: Any, queue: str) -> bool:
 def test_a_viewer_is_refused_operator_actions(
     system: dict[str, Any], context: BrowserContext
 ) -> None:
+    """A viewer is not offered cancel, and a posted cancel is refused."""
     job = system["store"].enqueue("bench.noop", delay_s=3600)
     page = context.new_page()
     sign_in(page, system["base"], "viewer")
@@ -190,6 +194,7 @@ def test_a_viewer_is_refused_operator_actions(
 def test_cross_site_posts_and_posts_without_the_token_are_refused(
     system: dict[str, Any], context: BrowserContext
 ) -> None:
+    """Cross-site posts and posts without the CSRF token change nothing; a proper post does."""
     job = system["store"].enqueue("bench.noop", delay_s=3600)
     page = context.new_page()
     sign_in(page, system["base"], "operator")
@@ -213,6 +218,7 @@ def test_cross_site_posts_and_posts_without_the_token_are_refused(
 def test_payload_scripts_are_text_and_injected_scripts_do_not_run(
     system: dict[str, Any], context: BrowserContext
 ) -> None:
+    """A payload's <script> shows as text; a script injected at run time is blocked (CSP)."""
     job = system["store"].enqueue("bench.noop", {"note": "<script>window.pwned = 1</script>"},
                                   delay_s=3600)  # fmt: skip
     page = context.new_page()

@@ -37,6 +37,7 @@ def state_of(store: JobStore, job_id: str) -> JobState | None:
 def test_run_now_makes_a_delayed_job_due_and_refuses_anything_else(
     job_store: JobStore, fake_clock: FakeClock
 ) -> None:
+    """Run now moves a delayed job's run_at to now; a job already due or dead is refused."""
     later = job_store.enqueue("t", delay_s=3600)
     job = admin.run_now(job_store, later.id, now=fake_clock.now)
     assert job.run_at == fake_clock.now and job.state is JobState.PENDING
@@ -50,6 +51,7 @@ def test_run_now_makes_a_delayed_job_due_and_refuses_anything_else(
 def test_delete_removes_a_dead_job_and_frees_its_key_but_refuses_live_ones(
     job_store: JobStore,
 ) -> None:
+    """Only a dead job can be deleted, and deleting it frees its idempotency key."""
     keyed = job_store.enqueue("t", idempotency_key="k-1", max_attempts=1)
     promote_all(job_store)
     held = job_store.claim("owner-1", queues=["default"])
@@ -63,6 +65,7 @@ def test_delete_removes_a_dead_job_and_frees_its_key_but_refuses_live_ones(
 
 
 def test_bulk_retry_changes_only_dead_jobs_matching_the_filter(job_store: JobStore) -> None:
+    """A bulk retry revives the dead jobs its filter matches and touches nothing else."""
     mail = make_dead(job_store, 3, queue="mail")
     other = make_dead(job_store, 2, queue="default")
     pending = job_store.enqueue("t", queue="mail")
@@ -75,6 +78,7 @@ def test_bulk_retry_changes_only_dead_jobs_matching_the_filter(job_store: JobSto
 
 
 def test_bulk_actions_stop_at_the_cap(job_store: JobStore) -> None:
+    """A bulk action changes at most `cap` jobs."""
     make_dead(job_store, 5)
     assert admin.bulk_dead(job_store, "delete", {}, cap=3) == 3
     assert job_store.jobs.count_documents({"state": "dead"}) == 2
@@ -113,12 +117,14 @@ def test_a_bulk_delete_keeps_the_key_of_a_job_revived_meanwhile(
 
 
 def test_unknown_bulk_actions_are_refused(job_store: JobStore) -> None:
+    """Only retry and delete are bulk actions."""
     make_dead(job_store, 1)
     with pytest.raises(admin.RefusedError):
         admin.bulk_dead(job_store, "explode", {})
 
 
 def test_search_finds_a_job_by_id_by_key_and_by_a_payload_field(job_store: JobStore) -> None:
+    """A search matches an id, a key or payload.<field>=<value>, never an operator."""
     plain = job_store.enqueue("t", {"user": 42, "flag": True})
     keyed = job_store.enqueue("t", {"user": "ada"}, idempotency_key="order-7")
 
@@ -137,6 +143,7 @@ def test_search_finds_a_job_by_id_by_key_and_by_a_payload_field(job_store: JobSt
 def test_listings_filter_by_state_and_time_newest_first(
     job_store: JobStore, fake_clock: FakeClock
 ) -> None:
+    """Listings filter by state, age and delay, newest first."""
     old = job_store.enqueue("t")
     fake_clock.advance(600)
     new = job_store.enqueue("t")
@@ -150,6 +157,7 @@ def test_listings_filter_by_state_and_time_newest_first(
 
 
 def test_counts_stop_at_the_cap(job_store: JobStore) -> None:
+    """Counts stop at the cap and say they did."""
     job_store.enqueue_many([{"task": "t"}] * 7)
     assert browse.count_jobs(job_store, JobFilter(), cap=5) == (5, True)
     assert browse.count_jobs(job_store, JobFilter(), cap=10) == (7, False)

@@ -36,6 +36,7 @@ def state_of(store: JobStore, job_id: str) -> JobState | None:
 def test_pause_and_resume_are_idempotent_and_report_whether_they_changed_anything(
     job_store: JobStore,
 ) -> None:
+    """Pausing twice or resuming twice changes nothing the second time, and says so."""
     controls = Controls(job_store.db)
     assert controls.pause("mail", by="ops@example.com", now=T0) is True
     assert controls.pause("mail", by="ops@example.com", now=T0) is False
@@ -72,6 +73,7 @@ def test_a_paused_queue_is_not_claimed_and_its_jobs_run_after_resume(
 def test_a_consumer_with_every_queue_paused_claims_nothing(
     job_store: JobStore, fake_clock: FakeClock
 ) -> None:
+    """A consumer whose every queue is paused claims nothing, however much is due."""
     controls = Controls(job_store.db)
     for queue in ("default", "mail"):
         controls.pause(queue, by="ops@example.com", now=fake_clock.now)
@@ -84,6 +86,7 @@ def test_a_consumer_with_every_queue_paused_claims_nothing(
 def test_a_registered_consumer_heartbeats_what_it_runs_and_leaves_on_a_clean_exit(
     job_store: JobStore, fake_clock: FakeClock
 ) -> None:
+    """A supervised consumer reports its queues, slots and RSS, and leaves when it drains."""
     controls = Controls(job_store.db)
     worker = consumer(job_store, fake_clock, register=True)
     worker.run_once(fake_clock.now)
@@ -99,6 +102,7 @@ def test_a_registered_consumer_heartbeats_what_it_runs_and_leaves_on_a_clean_exi
 def test_an_unregistered_consumer_writes_no_heartbeat(
     job_store: JobStore, fake_clock: FakeClock
 ) -> None:
+    """Only consumers asked to register (supervised or `work`) write to the registry."""
     consumer(job_store, fake_clock).run_once(fake_clock.now)
     assert job_store.db["workers"].count_documents({}) == 0
 

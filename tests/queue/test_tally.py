@@ -34,6 +34,7 @@ def registry() -> TaskRegistry:
 def test_a_consumer_counts_successes_retries_and_deaths_per_minute_and_queue(
     job_store: JobStore, fake_clock: FakeClock
 ) -> None:
+    """A consumer's outcomes reach job_counts per minute, queue and outcome by its last flush."""
     job_store.enqueue_many([{"task": "ok"}, {"task": "ok", "queue": "mail"},
                             {"task": "flaky"}, {"task": "refuse"}])  # fmt: skip
     worker = Consumer(job_store, registry(), job_store.settings, owner="t:1", clock=fake_clock,
@@ -51,6 +52,7 @@ def test_a_consumer_counts_successes_retries_and_deaths_per_minute_and_queue(
 
 
 def test_flushes_add_up_and_old_minutes_fall_out_of_the_window(job_store: JobStore) -> None:
+    """Flushes add to the same minute; minutes outside the last hour are not read."""
     counts = tally.Tally()
     counts.add("default", "succeeded", T0)
     counts.add("default", "succeeded", T0 + timedelta(seconds=30))
@@ -65,6 +67,7 @@ def test_flushes_add_up_and_old_minutes_fall_out_of_the_window(job_store: JobSto
 
 
 def test_handler_threads_count_at_once_without_losing_any(job_store: JobStore) -> None:
+    """2,000 counts from 8 threads at once are all written."""
     counts = tally.Tally()
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: counts.add("default", "succeeded", T0), range(2000)))
@@ -73,5 +76,6 @@ def test_handler_threads_count_at_once_without_losing_any(job_store: JobStore) -
 
 
 def test_counts_are_forgotten_by_a_ttl_index(job_store: JobStore) -> None:
+    """Counters expire by a TTL index after KEEP_S."""
     index = job_store.db[tally.COUNTS].index_information()["minute_ttl"]
     assert index["expireAfterSeconds"] == tally.KEEP_S
