@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 import falcon
+from pymongo.errors import PyMongoError
 
 from api.admin.audit import AuditLog
 from api.admin.gate import AdminUser, Gate, NotAllowed, SignInRequired
@@ -19,6 +21,8 @@ from api.auth.context import AuthContext
 from api.errors import ApiError
 from queue_worker import JobStore
 from queue_worker.errors import InvalidTransitionError, JobNotFoundError, QueueError
+
+log = logging.getLogger("api.admin")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,12 @@ class AdminResource:
         except ApiError as exc:
             status = getattr(exc, "status", 400)
             render(resp, "error.html", status, title="Refused", message=str(exc), user=None)
+        except PyMongoError as exc:
+            # A slow or absent database: say so (the overview's script simply polls again).
+            log.warning("dashboard request failed on the database: %s", type(exc).__name__)
+            message = "The database did not answer in time. Try again in a moment."
+            render(resp, "error.html", 503, title="Unavailable", message=message, user=None)
+            resp.set_header("Retry-After", "5")
 
 
 def page_values(user: AdminUser, **values: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError
 
 from queue_worker import admin, tally
 from queue_worker.controls import Controls
@@ -60,11 +61,14 @@ class Snapshot:
                 return self._value
             value = self._take(now)
             self.computed += 1
-            self._shared.replace_one(
-                {"_id": SHARED_ID},
-                {"taken_at": now, "value": json.dumps(value, default=str)},
-                upsert=True,
-            )
+            try:
+                self._shared.replace_one(
+                    {"_id": SHARED_ID},
+                    {"taken_at": now, "value": json.dumps(value, default=str)},
+                    upsert=True,
+                )
+            except DuplicateKeyError:
+                pass  # two workers' upserts raced: the other one's copy is as good as ours
             self._adopt(now, value)
             return self._value
 

@@ -15,8 +15,10 @@ import pytest
 from apihelpers import PASSWORD, Clock, bearer, signup
 from falcon import testing
 from pymongo.database import Database
+from pymongo.errors import NetworkTimeout
 
 from api.admin import __main__ as roles_cli
+from api.admin import snapshot as snapshot_module
 from api.admin.gate import COOKIE
 from api.admin.snapshot import REFRESH_S, Snapshot
 from api.app import create_app
@@ -299,3 +301,18 @@ def test_the_role_cli_grants_revokes_and_refuses_unknown_accounts(
     assert bad.value.code == 2
     assert roles_cli.main(["revoke", "ops@example.com"], env) == 0
     assert "role" not in db.users.find_one({"email": "ops@example.com"})
+
+
+def test_a_database_timeout_is_a_503_page_not_a_500(
+    admin_client: testing.TestClient, db: Database[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll while the database does not answer gets 503 with Retry-After, never a 500."""
+    admin = with_role(admin_client, db, "admin@example.com", "admin")
+
+    def stalled(*args: Any, **kwargs: Any) -> Any:
+        raise NetworkTimeout("127.0.0.1:27017: timed out")
+
+    monkeypatch.setattr(snapshot_module.admin, "stats", stalled)
+    result = admin.get("/admin/api/overview")
+    assert result.status_code == 503 and result.headers["retry-after"] == "5"
+    assert "did not answer in time" in result.text
