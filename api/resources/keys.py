@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import falcon
+import msgspec
 
 from api.auth.signing_keys import JWKS_MAX_AGE_S
 from api.auth.tokens import TokenCodec
@@ -15,6 +16,24 @@ from api.middleware import API_HEADERS
 from api.openapi import Operation
 
 JWKS_HEADERS = {**API_HEADERS, "Cache-Control": f"public, max-age={JWKS_MAX_AGE_S}"}
+
+
+class Jwk(msgspec.Struct):
+    """One public key (RFC 7517, EC members of RFC 7518)."""
+
+    kty: str
+    crv: str
+    x: str
+    y: str
+    kid: str
+    alg: str
+    use: str
+
+
+class JwkSet(msgspec.Struct):
+    """The published keys."""
+
+    keys: list[Jwk]
 
 
 class JwksResource:
@@ -25,6 +44,7 @@ class JwksResource:
             "The public keys of the ES256 access tokens, as a JWK Set",
             "auth",
             content_type="application/jwk-set+json",
+            response=JwkSet,
             description=(
                 "Each key's `kid` is its RFC 7638 thumbprint. Cached for "
                 f"{JWKS_MAX_AGE_S} s; a new key is listed longer than that before it signs. "

@@ -32,7 +32,13 @@ S = timedelta(seconds=1)
 
 
 def jobs_of(db: Database[Any], name: str) -> list[dict[str, Any]]:
-    return [d for c in IN_MOVE_ORDER for d in db[c].find({"schedule": name})]
+    """The schedule's jobs, without held duplicates cancelled unrun: an enqueue that timed out
+    between its insert and its check (a slow server) leaves its held copy behind, and the
+    consumer that claims it cancels it as "a duplicate of job <the tick's job>"
+    (queue_worker/idempotency.py). Such a copy never runs; every other document counts."""
+    return [d for c in IN_MOVE_ORDER for d in db[c].find({"schedule": name})
+            if not (d["state"] == "cancelled"
+                    and str(d.get("last_error", "")).startswith("a duplicate of job"))]  # fmt: skip
 
 
 def whole_seconds(start: datetime, end: datetime) -> list[datetime]:
@@ -82,7 +88,11 @@ def test_three_supervisors_make_one_job_per_tick_through_kills_and_an_outage(
     # By job id: a consumer killed mid-archive leaves a job in `jobs` and `jobs_done` at once.
     distinct = {d["_id"]: d["idempotency_key"] for d in jobs_of(db, "test.every_second")}
     keys = Counter(distinct.values())
-    assert max(keys.values()) == 1, [k for k, n in keys.items() if n > 1]
+    doubled = {k for k, n in keys.items() if n > 1}
+    detail = [(d["idempotency_key"], d["state"], d.get("last_error"))
+              for d in jobs_of(db, "test.every_second")
+              if d["idempotency_key"] in doubled]  # fmt: skip
+    assert not doubled, detail
     expected = {key_for("test.every_second", t) for t in whole_seconds(begin + 3 * S, back_at)}
     missing = sorted(expected - set(keys))
     assert not missing, f"{len(missing)} ticks without a job: {missing[:5]}"
@@ -102,5 +112,5 @@ def test_three_supervisors_make_one_job_per_tick_through_kills_and_an_outage(
     for tick, until in spans:
         start = datetime.fromisoformat(tick.replace("Z", "+00:00"))
         if previous_until is not None:
-            assert start == previous_until + S, f"gap or overlap before {tick}"
+            assert start == previous_until + S, f"gap or overlap before {tick}: {spans}"
         previous_until = until
