@@ -6,10 +6,11 @@ held unclaimable (run_at KEY_HOLD_S ahead, the intended time kept in hold_run_at
 checked `job_keys`: the archiver writes a key's marker *before* it deletes the finished job from
 `jobs`, so once our insert won, any earlier job with this key is already visible there, and we
 withdraw our job and hand that one back. Losers read the winner's job; if it is still held they
-check `job_keys` themselves and so answer exactly what the winner will. If the winner dies
-between insert and check, its job becomes claimable KEY_HOLD_S late, still marked as held: the
-consumer that claims it makes the check then (`superseded_by`) and cancels it unrun if the key
-had an earlier, finished job.
+check `job_keys` themselves and so answer exactly what the winner will (and, if the key has a
+finished job, withdraw the held copy themselves). If the winner dies or times out between insert
+and check, its job stays held: the next enqueue of the key withdraws it, or it becomes claimable
+KEY_HOLD_S late, still marked as held, and the consumer that claims it makes the check then
+(`superseded_by`) and cancels it unrun if the key had an earlier, finished job.
 """
 
 from __future__ import annotations
@@ -85,9 +86,14 @@ class KeyedEnqueue:
         if doc is None:
             return self._finished_job_for_key(key)
         if "hold_run_at" in doc:
-            # Its enqueuer is still checking job_keys; we see what it sees.
+            # Its enqueuer is still checking job_keys (or died or timed out doing so); we see
+            # what it sees. With a finished job for the key, the held copy is withdrawn here as
+            # its enqueuer would withdraw it, rather than lingering until a claim cancels it.
             finished = self._finished_job_for_key(key)
             if finished is not None:
+                self._jobs_j.delete_one(
+                    {"_id": doc["_id"], "state": "pending", "hold_run_at": {"$exists": True}}
+                )
                 return finished
             doc["run_at"] = doc.pop("hold_run_at")
         return Job.from_doc(doc)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import queue_procs
 from bson import ObjectId
+from pymongo import ReturnDocument
 from pymongo.database import Database
 from queue_helpers import FakeClock, live_count, metric
 
@@ -216,3 +217,29 @@ def test_a_held_keyed_job_is_reported_with_its_intended_run_at(
     fake_clock.advance(KEY_HOLD_S)
     held = job_store.claim("w")
     assert held is not None and held.job.id == str(oid)
+
+
+def test_a_held_copy_left_by_a_timed_out_enqueuer_is_withdrawn_by_the_next_enqueue(
+    job_store: JobStore, fake_clock: FakeClock
+) -> None:
+    """An enqueuer that timed out after its insert leaves a held copy of a key that already has
+    a finished job; the next enqueue of the key answers the finished job and deletes the copy."""
+    job = job_store.enqueue("keyed", idempotency_key="tick-1")
+    final = job_store.jobs.find_one_and_update(
+        {"_id": ObjectId(job.id)},
+        {"$set": {"state": "succeeded", "finished_at": fake_clock.now}},
+        return_document=ReturnDocument.AFTER,
+    )
+    assert final is not None and job_store.archive([final]) == 1
+    copy = ObjectId()
+    now = fake_clock.now
+    job_store.jobs.insert_one(
+        {
+            "_id": copy, "queue": "default", "task": "keyed", "payload": {}, "state": "pending",
+            "priority": 0, "run_at": now + timedelta(seconds=KEY_HOLD_S), "hold_run_at": now,
+            "attempts": 0, "max_attempts": 3, "timeout_s": 10.0, "created_at": now,
+            "crashes": 0, "rescues": 0, "idempotency_key": "tick-1",
+        }
+    )  # fmt: skip
+    assert job_store.enqueue("keyed", idempotency_key="tick-1").id == job.id
+    assert job_store.jobs.count_documents({"_id": copy}) == 0

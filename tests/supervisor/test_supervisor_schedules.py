@@ -32,13 +32,21 @@ S = timedelta(seconds=1)
 
 
 def jobs_of(db: Database[Any], name: str) -> list[dict[str, Any]]:
-    """The schedule's jobs, without held duplicates cancelled unrun: an enqueue that timed out
-    between its insert and its check (a slow server) leaves its held copy behind, and the
-    consumer that claims it cancels it as "a duplicate of job <the tick's job>"
-    (queue_worker/idempotency.py). Such a copy never runs; every other document counts."""
-    return [d for c in IN_MOVE_ORDER for d in db[c].find({"schedule": name})
-            if not (d["state"] == "cancelled"
-                    and str(d.get("last_error", "")).startswith("a duplicate of job"))]  # fmt: skip
+    """The schedule's jobs, without held copies: an enqueue that timed out (or was killed)
+    between its insert and its key check leaves a copy held KEY_HOLD_S unclaimable; the next
+    enqueue of the key withdraws it, or the consumer that claims it cancels it unrun as "a
+    duplicate of job <the tick's job>" (queue_worker/idempotency.py). When the supervisors stop
+    such a copy may still be held. It never runs; every other document counts."""
+    return [d for c in IN_MOVE_ORDER for d in db[c].find({"schedule": name}) if not held(d)]
+
+
+def held(doc: dict[str, Any]) -> bool:
+    """A held copy: still held, or cancelled unrun as a duplicate."""
+    if doc["state"] == "pending":
+        return "hold_run_at" in doc
+    return doc["state"] == "cancelled" and str(doc.get("last_error", "")).startswith(
+        "a duplicate of job"
+    )
 
 
 def whole_seconds(start: datetime, end: datetime) -> list[datetime]:
@@ -89,7 +97,7 @@ def test_three_supervisors_make_one_job_per_tick_through_kills_and_an_outage(
     distinct = {d["_id"]: d["idempotency_key"] for d in jobs_of(db, "test.every_second")}
     keys = Counter(distinct.values())
     doubled = {k for k, n in keys.items() if n > 1}
-    detail = [(d["idempotency_key"], d["state"], d.get("last_error"))
+    detail = [(d["idempotency_key"], d["state"], d.get("last_error"), d.get("finished_at"))
               for d in jobs_of(db, "test.every_second")
               if d["idempotency_key"] in doubled]  # fmt: skip
     assert not doubled, detail
