@@ -32,12 +32,21 @@ S = timedelta(seconds=1)
 
 
 def jobs_of(db: Database[Any], name: str) -> list[dict[str, Any]]:
-    """The schedule's jobs, without held copies: an enqueue that timed out (or was killed)
-    between its insert and its key check leaves a copy held KEY_HOLD_S unclaimable; the next
-    enqueue of the key withdraws it, or the consumer that claims it cancels it unrun as "a
-    duplicate of job <the tick's job>" (queue_worker/idempotency.py). When the supervisors stop
-    such a copy may still be held. It never runs; every other document counts."""
-    return [d for c in IN_MOVE_ORDER for d in db[c].find({"schedule": name}) if not held(d)]
+    """The jobs that stand for the schedule's ticks, one document per job id. An enqueue that
+    timed out (or was killed) between its insert and its key check leaves its copy held
+    KEY_HOLD_S unclaimable. If the key's job already finished, the next enqueue of the key
+    withdraws the copy, or the consumer that claims it cancels it unrun as "a duplicate of job
+    <the tick's job>" (queue_worker/idempotency.py): beside another document for its key, such
+    a copy never runs and is not counted. Alone, it is the tick's job, 60 s late, and counts."""
+    by_key: dict[str, dict[Any, dict[str, Any]]] = {}
+    for collection in IN_MOVE_ORDER:
+        for doc in db[collection].find({"schedule": name}):
+            by_key.setdefault(doc["idempotency_key"], {})[doc["_id"]] = doc
+    chosen: list[dict[str, Any]] = []
+    for docs in by_key.values():
+        real = [d for d in docs.values() if not held(d)]
+        chosen.extend(real or docs.values())
+    return chosen
 
 
 def held(doc: dict[str, Any]) -> bool:
