@@ -5,16 +5,22 @@ and `latest` enqueues one catch-up job."""
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import signal
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import localdb
 import psutil  # type: ignore[import-untyped]
+import pytest
+from pymongo import MongoClient
 from pymongo.database import Database
 from supervisor_harness import Supervisor, wait_until
 
@@ -22,6 +28,35 @@ from queue_worker.schedules.scheduler import key_for
 from queue_worker.store import IN_MOVE_ORDER
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def mongo_uri() -> Iterator[str]:
+    """A database server of this test's own (MONGODB_URI's, if set). The test is about
+    schedulers under kills and an outage; at the end of the suite the shared local server has
+    slowed down (docs/local-database.md) until enqueues time out and catch-ups lag past any
+    sensible bound, which is a different test."""
+    external = os.environ.get("MONGODB_URI")
+    if external:
+        yield external
+        return
+    data = Path(tempfile.mkdtemp(prefix="schedules-db-", dir=ROOT / "var"))
+    server = localdb.start(data_dir=data / "data", log_path=data / "server.log")
+    try:
+        yield server.uri()
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+def mongo_client(mongo_uri: str) -> Iterator[MongoClient[dict[str, object]]]:
+    client: MongoClient[dict[str, object]] = MongoClient(mongo_uri, tz_aware=True)
+    yield client
+    client.close()
+
+
 ENV = {
     "QUEUE_TASK_MODULES": "queue_worker.builtin,supervisor_test_tasks,schedule_defs",
     "PYTHONPATH_EXTRA": str(HELPERS),
@@ -94,10 +129,8 @@ def test_three_supervisors_make_one_job_per_tick_through_kills_and_an_outage(
     time.sleep(OUTAGE_S)  # the outage itself: nothing to wait for
     restarted = start_three(start_supervisor)
     back_at = datetime.now(UTC)
-    # Both schedules: a loaded server may serve one schedule long before the other.
     wait_until(
-        lambda: all(any(d["schedule_until"] > back_at for d in jobs_of(db, name))
-                    for name in ("test.every_second", "test.latest")),
+        lambda: any(d["schedule_until"] > back_at for d in jobs_of(db, "test.every_second")),
         90, "ticks after the restart",  # a bound on a hang: a loaded server catches up slowly
     )  # fmt: skip
     for sup in restarted:
