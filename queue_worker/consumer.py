@@ -232,10 +232,10 @@ class Consumer:
                 return []
             if taken:
                 return taken
-        held = self._claim(now)
+        held = self._claim(now, queues)
         return [held] if held is not None else []
 
-    def _claim(self, now: datetime) -> Lease | None:
+    def _claim(self, now: datetime, queues: list[str]) -> Lease | None:
         if self.slots.active or self.slots.abandoned:
             suspects = Suspects.EXCLUDE  # a crash now could be a neighbour's doing
         elif self.housekeeping.suspect_waiting:
@@ -243,15 +243,13 @@ class Consumer:
         else:
             suspects = Suspects.ALLOW
         try:
-            held = self.store.claim(
-                self.owner, queues=self.active_queues(), now=now, suspects=suspects
-            )
+            held = self.store.claim(self.owner, queues=queues, now=now, suspects=suspects)
         except PyMongoError:
             log.warning("claim failed; backing off", exc_info=True)
             return None
         if held is None and suspects is Suspects.ONLY:
             self.housekeeping.suspect_waiting = False  # someone else took it (or cancelled it)
-            return self._claim(now)
+            return self._claim(now, queues)
         if held is not None and held.suspect:
             self.housekeeping.suspect_waiting = False
         return held

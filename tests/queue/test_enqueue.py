@@ -196,21 +196,27 @@ def test_key_mid_archive_returns_the_finished_job_either_side_of_the_delete(
     assert job_store.jobs.count_documents({}) == 0
 
 
+def insert_held(store: JobStore, key: str, now: datetime) -> ObjectId:
+    """Store a keyed job as an enqueuer leaves it between its insert and its key check."""
+    oid = ObjectId()
+    store.jobs.insert_one(
+        {
+            "_id": oid, "queue": "default", "task": "keyed", "payload": {}, "state": "pending",
+            "priority": 0, "run_at": now + timedelta(seconds=KEY_HOLD_S), "hold_run_at": now,
+            "attempts": 0, "max_attempts": 3, "timeout_s": 10.0, "created_at": now,
+            "crashes": 0, "rescues": 0, "idempotency_key": key,
+        }
+    )  # fmt: skip
+    return oid
+
+
 def test_a_held_keyed_job_is_reported_with_its_intended_run_at(
     job_store: JobStore, fake_clock: FakeClock
 ) -> None:
     """A loser that meets a job still held by its enqueuer returns it, due when intended; a held
     job whose enqueuer died still becomes claimable after the hold."""
-    oid = ObjectId()
     now = fake_clock.now
-    job_store.jobs.insert_one(
-        {
-            "_id": oid, "queue": "default", "task": "keyed", "payload": {}, "state": "pending",
-            "priority": 0, "run_at": now + timedelta(seconds=KEY_HOLD_S), "hold_run_at": now,
-            "attempts": 0, "max_attempts": 3, "timeout_s": 10.0, "created_at": now,
-            "crashes": 0, "rescues": 0, "idempotency_key": "held",
-        }
-    )  # fmt: skip
+    oid = insert_held(job_store, "held", now)
     job = job_store.enqueue("keyed", idempotency_key="held")
     assert job.id == str(oid) and job.run_at == now
     assert job_store.claim("w") is None
@@ -231,15 +237,6 @@ def test_a_held_copy_left_by_a_timed_out_enqueuer_is_withdrawn_by_the_next_enque
         return_document=ReturnDocument.AFTER,
     )
     assert final is not None and job_store.archive([final]) == 1
-    copy = ObjectId()
-    now = fake_clock.now
-    job_store.jobs.insert_one(
-        {
-            "_id": copy, "queue": "default", "task": "keyed", "payload": {}, "state": "pending",
-            "priority": 0, "run_at": now + timedelta(seconds=KEY_HOLD_S), "hold_run_at": now,
-            "attempts": 0, "max_attempts": 3, "timeout_s": 10.0, "created_at": now,
-            "crashes": 0, "rescues": 0, "idempotency_key": "tick-1",
-        }
-    )  # fmt: skip
+    copy = insert_held(job_store, "tick-1", fake_clock.now)
     assert job_store.enqueue("keyed", idempotency_key="tick-1").id == job.id
     assert job_store.jobs.count_documents({"_id": copy}) == 0
