@@ -124,7 +124,7 @@ class Consumer:
 
     def active_queues(self) -> list[str]:
         """The consumer's queues that no operator has paused."""
-        return [q for q in self.queues if q not in self.housekeeping.paused]
+        return self.housekeeping.active_queues()
 
     def running_tasks(self) -> list[str]:
         """Return the task names of the jobs running now (one per busy slot)."""

@@ -7,7 +7,7 @@ controls  every CONTROLS_EVERY_S, which of its queues an operator paused; every 
 tally     every FLUSH_EVERY_S, the jobs it finished per minute, queue and outcome (tally.py)
 sweep     every SWEEP_EVERY_S, finished jobs another consumer left behind are moved
 suspects  every SUSPECT_CHECK_EVERY_S, whether a suspect job (one that crashed a consumer)
-          waits: the consumer then drains itself so it can run the suspect alone
+          waits in an unpaused queue: the consumer then drains itself so it can run it alone
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class Housekeeping:
         self._next_sweep: datetime | None = None
         self._next_suspect_check: datetime | None = None
 
+    def active_queues(self) -> list[str]:
+        """The consumer's queues that no operator has paused (as last read)."""
+        return [q for q in self.queues if q not in self.paused]
+
     def add_finished(self, doc: Doc) -> None:
         """Buffer a succeeded job's final document for the archive (called from job threads)."""
         with self._lock:
@@ -89,7 +93,10 @@ class Housekeeping:
                 self.store.archive_finished()
             if self._next_suspect_check is None or now >= self._next_suspect_check:
                 self._next_suspect_check = now + timedelta(seconds=SUSPECT_CHECK_EVERY_S)
-                self.suspect_waiting = self.store.suspect_due(self.queues, now=now)
+                active = self.active_queues()
+                # A suspect in a paused queue cannot be claimed: waiting for it would only
+                # make this consumer drain for nothing at every check.
+                self.suspect_waiting = bool(active) and self.store.suspect_due(active, now=now)
         except PyMongoError:
             log.warning("housekeeping failed; retrying later", exc_info=True)
 

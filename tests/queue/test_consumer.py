@@ -14,7 +14,9 @@ from bson import ObjectId
 from queue_helpers import T0, FakeClock, metric, wait_until
 
 from queue_worker.consumer import Consumer
+from queue_worker.controls import Controls
 from queue_worker.errors import NonRetryableError, RetryAfter
+from queue_worker.housekeeping import SUSPECT_CHECK_EVERY_S
 from queue_worker.job import CrashInfo, DeadReason, JobState
 from queue_worker.lease import Suspects
 from queue_worker.settings import QueueSettings
@@ -302,9 +304,9 @@ def test_a_rescued_job_past_its_last_attempt_goes_dead_without_running(
     assert dead is not None and dead.dead_reason is DeadReason.EXHAUSTED
 
 
-def _make_suspect(store: JobStore, task: str, priority: int = 0) -> str:
-    job = store.enqueue(task, priority=priority)
-    held = store.claim("crashed:1", suspects=Suspects.ALLOW)
+def _make_suspect(store: JobStore, task: str, priority: int = 0, queue: str = "default") -> str:
+    job = store.enqueue(task, priority=priority, queue=queue)
+    held = store.claim("crashed:1", queues=[queue], suspects=Suspects.ALLOW)
     assert held is not None and held.job.id == job.id
     assert store.release_owner("crashed:1", crash=CrashInfo(signal=9)) == 1
     return job.id
@@ -430,3 +432,18 @@ def test_an_orphaned_duplicate_of_a_finished_keyed_job_is_cancelled_unrun(
     assert doc is not None and doc["state"] == "cancelled"
     assert doc["last_error"] == f"a duplicate of job {first.id}, which has its key"
     assert "result" not in doc
+
+
+def test_a_suspect_in_a_paused_queue_does_not_make_a_busy_consumer_drain(
+    job_store: JobStore, registry: TaskRegistry, fake_clock: FakeClock, blocker: Blocker
+) -> None:
+    """A suspect waiting in a queue an operator paused cannot be claimed, so it must not stop
+    the consumer's claims in its other queues (it would drain every suspect check for nothing)."""
+    Controls(job_store.db).pause("mail", by="ops", now=fake_clock.now)
+    _make_suspect(job_store, "quick", priority=9, queue="mail")
+    consumer = make(job_store, registry, fake_clock, concurrency=3, queues=["default", "mail"])
+    job_store.enqueue("block", {"n": 1})
+    assert consumer.run_once(fake_clock.now) == 1
+    job_store.enqueue("quick", {"n": 2})
+    assert consumer.run_once(fake_clock.advance(SUSPECT_CHECK_EVERY_S + 1)) == 1
+    assert not consumer.housekeeping.suspect_waiting
