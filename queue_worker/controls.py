@@ -20,6 +20,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 QUEUE_CONTROLS = "queue_controls"
 WORKERS = "workers"
@@ -48,20 +49,18 @@ class Controls:
         return {doc["_id"] for doc in self.queues.find(query, {"_id": 1})}
 
     def pause(self, queue: str, *, by: str, now: datetime) -> bool:
-        """Pause a queue; False if it was paused already."""
-        result = self.queues.update_one(
-            {"_id": queue, "paused": {"$ne": True}},
-            {"$set": {"paused": True, "paused_at": now, "paused_by": by}},
-            upsert=False,
-        )
-        if result.modified_count:
-            return True
-        if self.queues.find_one({"_id": queue}) is None:
-            self.queues.insert_one(
-                {"_id": queue, "paused": True, "paused_at": now, "paused_by": by}
+        """Pause a queue; False if it was paused already. One conditional upsert: a document
+        exists exactly while its queue is paused (resume deletes it), so of racing pauses the
+        one that inserts it wins."""
+        try:
+            result = self.queues.update_one(
+                {"_id": queue},
+                {"$setOnInsert": {"paused": True, "paused_at": now, "paused_by": by}},
+                upsert=True,
             )
-            return True
-        return False
+        except DuplicateKeyError:
+            return False  # a racing pause inserted it between our match and our insert
+        return result.upserted_id is not None
 
     def resume(self, queue: str) -> bool:
         """Resume a paused queue; False if it was not paused."""

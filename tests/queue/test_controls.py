@@ -3,6 +3,8 @@ consumer until it resumes; consumers register, heartbeat what they run, and leav
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -111,3 +113,21 @@ def test_stale_heartbeats_expire_by_a_ttl_index(job_store: JobStore) -> None:
     """A consumer killed with -9 cannot leave: a TTL index on seen_at forgets it."""
     indexes = job_store.db["workers"].index_information()
     assert indexes["seen_ttl"]["expireAfterSeconds"] == 60
+
+
+def test_twenty_concurrent_pauses_of_one_queue_have_exactly_one_winner_and_no_error(
+    job_store: JobStore,
+) -> None:
+    """Racing pauses of one queue are one conditional upsert each: one reports the change, the
+    others find it paused already; none fails with a duplicate key."""
+    controls = Controls(job_store.db)
+    barrier = threading.Barrier(20)
+
+    def pause(n: int) -> bool:
+        barrier.wait()
+        return controls.pause("mail", by=f"ops{n}@example.com", now=T0)
+
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(pause, range(20)))
+    assert results.count(True) == 1 and results.count(False) == 19
+    assert controls.paused() == {"mail"}
