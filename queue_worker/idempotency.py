@@ -55,11 +55,11 @@ class KeyedEnqueue:
             try:
                 self._jobs_j.insert_one(held)
             except DuplicateKeyError:
-                existing = self._job_for_key(doc["idempotency_key"])
+                existing = self.job_for_key(doc["idempotency_key"])
                 if existing is not None:
                     return existing, False
                 continue  # the key's job left `jobs` between our insert and our read
-            finished = self._finished_job_for_key(doc["idempotency_key"])
+            finished = self._finishedjob_for_key(doc["idempotency_key"])
             hold_filter = {"_id": doc["_id"], "state": "pending", "hold_run_at": {"$exists": True}}
             if finished is not None:
                 self._jobs_j.delete_one(hold_filter)
@@ -81,15 +81,16 @@ class KeyedEnqueue:
             return None
         return str(marker["job_id"])
 
-    def _job_for_key(self, key: str) -> Job | None:
+    def job_for_key(self, key: str) -> Job | None:
+        """Return the job `key` stands for (pending, running, or finished within retention)."""
         doc = self.jobs.find_one({"idempotency_key": key})
         if doc is None:
-            return self._finished_job_for_key(key)
+            return self._finishedjob_for_key(key)
         if "hold_run_at" in doc:
             # Its enqueuer is still checking job_keys (or died or timed out doing so); we see
             # what it sees. With a finished job for the key, the held copy is withdrawn here as
             # its enqueuer would withdraw it, rather than lingering until a claim cancels it.
-            finished = self._finished_job_for_key(key)
+            finished = self._finishedjob_for_key(key)
             if finished is not None:
                 self._jobs_j.delete_one(
                     {"_id": doc["_id"], "state": "pending", "hold_run_at": {"$exists": True}}
@@ -98,7 +99,7 @@ class KeyedEnqueue:
             doc["run_at"] = doc.pop("hold_run_at")
         return Job.from_doc(doc)
 
-    def _finished_job_for_key(self, key: str) -> Job | None:
+    def _finishedjob_for_key(self, key: str) -> Job | None:
         marker = self.keys.find_one({"_id": key})
         if marker is None:
             return None

@@ -274,6 +274,10 @@ class JobStore:
                 return Job.from_doc(doc)
         return None
 
+    def find_by_key(self, idempotency_key: str) -> Job | None:
+        """Return the job an idempotency key already stands for, or None."""
+        return self._keyed.job_for_key(idempotency_key)
+
     # -- admin transitions -------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> Job | None:

@@ -6,7 +6,8 @@ priority of at most API_MAX_CLIENT_PRIORITY, and a user may have at most
 API_MAX_ACTIVE_JOBS_PER_USER pending or running jobs (429 past them): one client cannot occupy
 every consumer. A job is visible only to the
 user who submitted it; anyone else gets the same 404 as for an unknown id. Idempotency keys are
-scoped to the submitting user, so one user's key can never return another user's job.
+scoped to the submitting user, so one user's key can never return another user's job; a key that
+already has a job returns it before any limit is checked, so a client's retry is never a 429.
 """
 
 from __future__ import annotations
@@ -58,12 +59,19 @@ class JobsResource:
             )
         principal: Principal = req.context.principal
         owner = str(principal.user_id)
+        key = f"{owner}:{body.idempotency_key}" if body.idempotency_key is not None else None
+        if key is not None:
+            # A retry of a submission that went through gets its job back, even at the limit.
+            with self._admission.operation("queue.find_by_key"):
+                existing = self._queue.find_by_key(key)
+            if existing is not None:
+                send(resp, JobAccepted(existing.id, existing.state.value), 202)
+                return
         with self._admission.operation("queue.count_active"):
             active = self._queue.count_active(owner, limit=self._max_active)
         if active >= self._max_active:
             # Approximate under concurrent submissions by one user (count, then enqueue).
             raise RateLimited(ACTIVE_JOBS_RETRY_S, scope="active_jobs")
-        key = f"{owner}:{body.idempotency_key}" if body.idempotency_key is not None else None
         try:
             with self._admission.operation("queue.enqueue"):
                 job = self._queue.enqueue(

@@ -207,6 +207,22 @@ def test_a_user_past_the_active_job_limit_gets_429_until_jobs_finish(
     assert submit(api, token).status_code == 202
 
 
+def test_a_retried_keyed_submission_at_the_active_job_limit_gets_its_own_job(
+    settings: ApiSettings, db: Database, job_store: JobStore
+) -> None:
+    """A client retrying POST /jobs with its idempotency key gets back the job the key already
+    has (202, same id), even when that job fills the user's active-job limit; a new key is 429."""
+    limited = dataclasses.replace(settings, max_active_jobs_per_user=1)
+    api = testing.TestClient(create_app(limited, db, job_store, metrics=ApiMetrics()))
+    token = signup(api)["access_token"]
+    first = submit(api, token, idempotency_key="order-1")
+    assert first.status_code == 202
+    again = submit(api, token, idempotency_key="order-1")
+    assert (again.status_code, again.json["id"]) == (202, first.json["id"])
+    assert submit(api, token, idempotency_key="order-2").status_code == 429
+    assert submitted_jobs(db) == 1
+
+
 def test_the_api_refuses_to_start_with_an_unknown_submittable_task() -> None:
     """api.wsgi refuses to load when API_SUBMITTABLE_TASKS names a task no module registers
     (a typo, or bench tasks without QUEUE_ENABLE_BENCH_TASKS): a clear error at start, not a
