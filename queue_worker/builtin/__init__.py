@@ -13,16 +13,17 @@ from queue_worker.settings import QueueSettings
 from queue_worker.tasks import TaskRegistry, load_task_modules, registry
 
 
-def load_tasks(settings: QueueSettings, target: TaskRegistry = registry) -> TaskRegistry:
-    """Import the configured task modules, add the bench tasks if enabled; return the registry.
+def load_tasks(settings: QueueSettings) -> TaskRegistry:
+    """Import the configured task modules, add the bench tasks if enabled; return the default
+    registry, which both fill (a module's `@task` always registers there).
 
     Every entry point that runs or enqueues jobs calls this once (the CLI, the supervisor's
     consumer processes, the API), so all of them see the same task names and defaults.
     """
     load_task_modules(settings.task_modules)
     if settings.enable_bench_tasks:
-        register_bench_tasks(target)
-    return target
+        register_bench_tasks(registry)
+    return registry
 
 
 __all__ = ["BENCH_TASKS", "load_tasks", "register_bench_tasks"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -34,7 +34,7 @@ from bson import ObjectId
 from queue_worker import metrics
 from queue_worker.enqueue import EnqueueRequest
 from queue_worker.errors import ConfigError
-from queue_worker.job import JobState, utcnow
+from queue_worker.job import JobState
 from queue_worker.schedules.definition import Missed, Overlap, Schedule
 from queue_worker.schedules.store import ScheduleStore
 from queue_worker.schedules.timing import Every, shortest_gap_s, tick_key, ticks
@@ -80,11 +80,10 @@ class Pass:
 class Scheduler:
     """Keep the given schedules' ticks enqueued (see the module docstring)."""
 
-    def __init__(self, store: JobStore, schedules: Iterable[Schedule], *, clock: Any = utcnow):
+    def __init__(self, store: JobStore, schedules: Iterable[Schedule]) -> None:
         self.store = store
         self.schedules = {s.name: s for s in schedules}
         self.docs = ScheduleStore(store.db)
-        self.clock = clock
         self._successes_at: datetime | None = None
 
     # -- setup -------------------------------------------------------------------------------
@@ -135,7 +134,7 @@ class Scheduler:
                 wake = max(cursor, now)
         if self._successes_at is None or now >= self._successes_at:
             self._successes_at = now + timedelta(seconds=SUCCESS_REFRESH_S)
-            self.refresh_successes(docs)
+            self.refresh_successes(docs, now)
         return wake
 
     def process(self, definition: Schedule, doc: dict[str, Any], now: datetime) -> datetime | None:
@@ -272,7 +271,7 @@ class Scheduler:
                 {"_id": definition.name, "next_tick": None}, {"$set": {"next_tick": first}}
             )
 
-    def refresh_successes(self, docs: dict[str, dict[str, Any]]) -> None:
+    def refresh_successes(self, docs: dict[str, dict[str, Any]], now: datetime) -> None:
         """Record when each schedule's newest recorded job succeeded, and export it."""
         for name, doc in docs.items():
             ids = [
@@ -288,7 +287,7 @@ class Scheduler:
                         newest = job["finished_at"]
             if newest is not None and newest != doc.get("last_success_at"):
                 self.docs.record_success(name, newest)
-            since = newest or doc.get("created_at") or datetime.now(UTC)
+            since = newest or doc.get("created_at") or now
             metrics.SCHEDULE_LAST_SUCCESS.labels(name).set(since.timestamp())
 
 
