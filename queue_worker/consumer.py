@@ -34,10 +34,11 @@ from queue_worker.slots import Slots
 from queue_worker.store import Clock, JobStore, utcnow
 from queue_worker.tasks import Resources, ResourceSetup, TaskRegistry, open_resources
 from queue_worker.wakeup import PollingWakeup, Wakeup
+from runtime.exit_codes import NEEDS_REPLACEMENT
 
 log = logging.getLogger(__name__)
 
-EXIT_NEEDS_REPLACEMENT = 3
+EXIT_NEEDS_REPLACEMENT = NEEDS_REPLACEMENT  # runtime/exit_codes.py: the supervisor reads it too
 MAX_WAIT_S = 0.25  # how late run() may notice request_stop()
 
 

@@ -7,6 +7,7 @@
                       process dies
     metrics_files.py  compaction of dead processes' metric files, and the locked collector
     process_tree.py   resource metrics of a whole pre-fork process tree
+    exit_codes.py     exit codes more than one package gives or reads
 
 `api`, `queue_worker`, `supervisor` and the gunicorn config import it; it imports none of them,
 and never pymongo: the gunicorn and supervisor masters load it, and pymongo loaded in gunicorn's

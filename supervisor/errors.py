@@ -12,6 +12,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from runtime.env import SettingsError
+from runtime.exit_codes import NEEDS_REPLACEMENT
 
 
 class SupervisorError(Exception):
@@ -35,4 +36,4 @@ class ExitCode(IntEnum):
     # Child-only: a planned, graceful replacement, with the reason the master should count.
     RECYCLE_JOBS = 10
     RECYCLE_MEMORY = 11
-    JOB_TIMEOUT = 12
+    JOB_TIMEOUT = NEEDS_REPLACEMENT  # runtime/exit_codes.py: `queue_worker work` exits so too

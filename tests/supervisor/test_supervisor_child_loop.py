@@ -139,3 +139,13 @@ def test_memory_is_not_checked_before_the_first_job() -> None:
     assert loop.tick(NOW) is None
     consumer.jobs_finished = 1
     assert loop.tick(NOW) == ExitCode.RECYCLE_MEMORY
+
+
+def test_the_standalone_consumers_replace_me_code_is_a_planned_timeout_restart() -> None:
+    """`python -m queue_worker work` exits EXIT_NEEDS_REPLACEMENT when threads overran their
+    timeout; the supervisor reads that code as a timeout replacement, not a boot failure."""
+    from queue_worker import EXIT_NEEDS_REPLACEMENT
+    from supervisor.reasons import EXIT_CODE_RESTARTS, RestartReason
+
+    assert EXIT_CODE_RESTARTS[EXIT_NEEDS_REPLACEMENT] is RestartReason.TIMEOUT
+    assert EXIT_NEEDS_REPLACEMENT != ExitCode.BOOT_FAILURE
