@@ -126,7 +126,8 @@ class ApiMetrics:
             self.user_cache.labels(result)
         self.rate_limited = Counter(
             "auth_rate_limited_total",
-            "Requests refused by a rate limit, by scope (account, ip, signup_ip).",
+            "Requests refused by a rate limit, by scope (account, account_ip, ip for password "
+            "checks; signup_ip for sign-ups; forgot_ip for reset requests).",
             ["scope"],
             registry=r,
         )

@@ -27,6 +27,7 @@ import psutil  # type: ignore[import-untyped]
 from pymongo.errors import PyMongoError
 
 from queue_worker.controls import identity
+from queue_worker.errors import ConfigError
 from queue_worker.housekeeping import Housekeeping
 from queue_worker.lease import Lease, Suspects
 from queue_worker.settings import QueueSettings
@@ -70,7 +71,9 @@ class Consumer:
         self.registry = registry
         self.settings = settings
         self.owner = owner
-        self.queues = list(queues or [settings.default_queue])
+        if queues is not None and not queues:
+            raise ConfigError("a consumer needs at least one queue (None: the default queue)")
+        self.queues = [settings.default_queue] if queues is None else list(queues)
         self.concurrency = max(1, concurrency)
         self.clock = clock
         self.max_abandoned = max_abandoned if max_abandoned is not None else self.concurrency

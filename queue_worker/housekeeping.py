@@ -23,7 +23,7 @@ from queue_worker.controls import CONTROLS_EVERY_S, WORKER_EVERY_S, Controls
 from queue_worker.store import Doc, JobStore
 from queue_worker.tally import FLUSH_EVERY_S, Tally
 
-log = logging.getLogger("queue_worker.consumer")
+log = logging.getLogger(__name__)
 
 ARCHIVE_BATCH = 50
 ARCHIVE_EVERY_S = 1.0

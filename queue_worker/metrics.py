@@ -42,9 +42,12 @@ LEASES_LOST = Counter(
 JOBS_RESCUED = Counter(
     "queue_jobs_rescued_total", "Jobs claimed again after their lease expired.", _JOB
 )
+RELEASE_REASONS = ("shutdown", "crash", "hang")
+"""Why running jobs go back to pending at once: a consumer stopping (shutdown), or its death as
+its supervisor judged it (supervisor.reasons.DeathCause). A timed-out job is a failed attempt."""
 JOBS_RELEASED = Counter(
     "queue_jobs_released_total",
-    "Running jobs given back to pending (reason: shutdown|crash|hang|timeout).",
+    f"Running jobs given back to pending (reason: {'|'.join(RELEASE_REASONS)}).",
     ("queue", "reason"),
 )
 JOBS_POISON = Counter(

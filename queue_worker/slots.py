@@ -36,7 +36,7 @@ from queue_worker.settings import QueueSettings
 from queue_worker.store import Clock, Doc, JobStore
 from queue_worker.tasks import Resource, Resources, TaskRegistry, TaskSpec
 
-log = logging.getLogger("queue_worker.consumer")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 

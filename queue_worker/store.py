@@ -260,6 +260,10 @@ class JobStore:
         """Return the filter of jobs someone should be running now (lease.due_filter)."""
         return lease.due_filter(None if queues is None else list(queues), now)
 
+    def queue_names(self, queues: Sequence[str] | None) -> list[str]:
+        """The queues a call names: None is the default queue; an empty list is no queue."""
+        return [self.settings.default_queue] if queues is None else list(queues)
+
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
@@ -329,7 +333,9 @@ class JobStore:
         """Atomically take the next due job (or one whose lease expired) for `owner`.
 
         When `jobs` has nothing due, the next batch is promoted from the backlog first."""
-        names = list(queues or [self.settings.default_queue])
+        names = self.queue_names(queues)
+        if not names:
+            return None
         at = to_bson_time(now or self.clock())
         for _ in range(2):
             held = lease.claim(
@@ -352,7 +358,9 @@ class JobStore:
     ) -> list[lease.Lease]:
         """Take up to `limit` due jobs at once, never suspects (batches.py); promote a batch
         from the backlog first when `jobs` has none due."""
-        names = list(queues or [self.settings.default_queue])
+        names = self.queue_names(queues)
+        if not names:
+            return []
         at = to_bson_time(now or self.clock())
         for _ in range(2):
             held = batches.claim_many(
@@ -365,11 +373,14 @@ class JobStore:
 
     def promote(self, queues: Sequence[str] | None = None, *, now: datetime | None = None) -> int:
         """Move the next batch of due jobs from the backlog into `jobs`; return how many."""
+        names = self.queue_names(queues)
+        if not names:
+            return 0
         return backlog.promote(
             self.backlog,
             self.jobs,
             self.promotions,
-            queues=list(queues or [self.settings.default_queue]),
+            queues=names,
             now=to_bson_time(now or self.clock()),
             limit=self.settings.promote_batch,
         )
@@ -420,9 +431,7 @@ class JobStore:
             settings=self.settings, min_delay_s=min_delay_s,
         )  # fmt: skip
 
-    def release(
-        self, held: lease.Lease, *, reason: str = "shutdown", now: datetime | None = None
-    ) -> bool:
+    def release(self, held: lease.Lease, *, reason: str = "shutdown") -> bool:
         """Give a leased job back to pending without counting its attempt."""
         return lease.release(self._jobs_j, held, reason=reason)
 
@@ -439,11 +448,9 @@ class JobStore:
         self, queues: Sequence[str] | None = None, *, now: datetime | None = None
     ) -> bool:
         """Return True if a suspect job (one that crashed a consumer) is waiting to be claimed."""
-        return lease.suspect_due(
-            self.jobs,
-            list(queues or [self.settings.default_queue]),
-            to_bson_time(now or self.clock()),
-        )
+        names = self.queue_names(queues)
+        at = to_bson_time(now or self.clock())
+        return bool(names) and lease.suspect_due(self.jobs, names, at)
 
     # -- archive (recipes in archive.py) -----------------------------------------------------
 

@@ -40,7 +40,7 @@ from queue_worker import metrics
 BACKLOG = "jobs_backlog"
 JOBS = "jobs"
 
-log = logging.getLogger("queue_worker.wakeup")
+log = logging.getLogger(__name__)
 
 POLL_MIN_S = 0.01
 

@@ -40,7 +40,7 @@ from queue_worker.schedules.store import ScheduleStore
 from queue_worker.schedules.timing import Every, shortest_gap_s, tick_key, ticks
 from queue_worker.store import JobStore
 
-log = logging.getLogger("queue_worker.schedules")
+log = logging.getLogger(__name__)
 ON_TIME_S = 10.0  # `skip`: how late the newest tick may be and still run
 MAX_DUE = 100_000  # ticks looked at in one pass (a 1-second schedule down for a day)
 SUCCESS_REFRESH_S = 5.0

@@ -447,3 +447,12 @@ def test_a_suspect_in_a_paused_queue_does_not_make_a_busy_consumer_drain(
     job_store.enqueue("quick", {"n": 2})
     assert consumer.run_once(fake_clock.advance(SUSPECT_CHECK_EVERY_S + 1)) == 1
     assert not consumer.housekeeping.suspect_waiting
+
+
+def test_each_consumer_module_logs_under_its_own_name() -> None:
+    """A log line names the module that wrote it: housekeeping and slots no longer borrow the
+    consumer's logger, so an operator can filter one of them."""
+    from queue_worker import consumer, housekeeping, slots, wakeup
+
+    for module in (consumer, housekeeping, slots, wakeup):
+        assert module.log.name == module.__name__

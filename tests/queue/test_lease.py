@@ -190,3 +190,16 @@ def test_suspect_filter_modes(job_store: JobStore) -> None:
     held = job_store.claim("w", suspects=Suspects.ONLY)
     assert held is not None and held.job.id == suspect.id and held.suspect
     assert job_store.suspect_due() is False
+
+
+def test_an_empty_list_of_queues_claims_nothing(job_store: JobStore) -> None:
+    """`queues=[]` means no queue (every queue of a consumer paused), not the default queue:
+    single and batch claims, promotion and the suspect check all find nothing; None means the
+    default queue."""
+    job = job_store.enqueue("t")
+    assert job_store.claim("w:1", queues=[]) is None
+    assert job_store.claim_many("w:1", limit=4, queues=[]) == []
+    assert job_store.promote([]) == 0
+    assert job_store.suspect_due([]) is False
+    held = job_store.claim("w:1", queues=None)
+    assert held is not None and held.job.id == job.id

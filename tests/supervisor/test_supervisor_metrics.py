@@ -77,3 +77,14 @@ def _try_scrape(port: int) -> dict[str, float] | None:
         return scrape(port)
     except OSError:
         return None
+
+
+def test_the_released_reasons_named_in_help_are_the_ones_reapers_and_drains_emit() -> None:
+    """queue_jobs_released_total's reasons are exactly what a drain (shutdown) and a reaper
+    (each DeathCause) pass: its help names no reason nothing ever records."""
+    from queue_worker import metrics
+    from supervisor.reasons import DeathCause
+
+    assert set(metrics.RELEASE_REASONS) == {cause.value for cause in DeathCause}
+    help_text = metrics.JOBS_RELEASED.describe()[0].documentation
+    assert help_text.endswith(f"(reason: {'|'.join(metrics.RELEASE_REASONS)}).")
