@@ -45,7 +45,6 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from runtime.metrics_dir import require
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +108,8 @@ def _acquire_exclusive(fd: int, deadline: float) -> bool:
 class LockedMultiProcessCollector(Collector):
     """The stock MultiProcessCollector's collect, under the directory's shared lock."""
 
-    def __init__(self, path: str | None = None) -> None:
-        self._path = require(path)
+    def __init__(self, path: str) -> None:
+        self._path = path
         if not os.path.isdir(self._path):
             raise ValueError(f"metrics directory {self._path} does not exist")
 
@@ -125,14 +124,13 @@ def archive_path(path: str, typ: str) -> str:
     return os.path.join(path, f"{typ}_{ARCHIVE_ID}.db")
 
 
-def archive_dead_process(pid: int, path: str | None = None, *, lock_timeout_s: float = 2.0) -> bool:
+def archive_dead_process(pid: int, directory: str, *, lock_timeout_s: float = 2.0) -> bool:
     """Fold a dead process's counter/histogram/summary files into the archives.
 
     Call it only once `pid` has exited (after waitpid), and after mark_process_dead. Return False
     if the lock could not be taken in time: the files then stay where they are and are still
     counted, just not compacted.
     """
-    directory = require(path)
     with _compaction_lock(directory, lock_timeout_s) as locked:
         if not locked:
             log.warning("metrics files of pid %d not compacted: scrapers held the lock", pid)

@@ -21,6 +21,7 @@ from pymongo.errors import PyMongoError
 
 from queue_worker import admin
 from queue_worker.store import JobStore
+from runtime import metrics_dir
 from runtime.metrics_files import LockedMultiProcessCollector
 from runtime.process_tree import ProcessTreeCollector
 from supervisor.bootstrap import open_store, queue_settings
@@ -64,7 +65,7 @@ def run_exporter(settings: SupervisorSettings, liveness: LivenessLink) -> int:
     client, store = open_store(queue_settings(), "supervisor-exporter", timeout_ms=2000, pool=2)
     registry = CollectorRegistry()
     # Locked: a consumer's files being folded into the archive are never read twice.
-    registry.register(LockedMultiProcessCollector())
+    registry.register(LockedMultiProcessCollector(metrics_dir.require()))
     registry.register(QueueStatsCollector(lambda: read_queue_stats(store)))
     registry.register(ProcessTreeCollector(master))
     try:
