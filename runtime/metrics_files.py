@@ -45,7 +45,6 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "compaction.lock"
