@@ -31,7 +31,7 @@ from harness import consumer_children, percentile, rss_mb
 from pymongo import MongoClient
 from stack import Stack, cpu_count
 
-from queue_worker.store import DONE, JOBS
+from queue_worker.layout import DONE, JOBS
 
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 WRK_CPUS = str(cpu_count() - 1)

@@ -43,8 +43,8 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from queue_worker.layout import BACKLOG, IN_MOVE_ORDER, JOBS
 from queue_worker.schedules.scheduler import key_for
-from queue_worker.store import BACKLOG, IN_MOVE_ORDER, JOBS
 
 POLL_S = 0.1
 COUNT_EVERY_S = 1.0

@@ -47,8 +47,9 @@ import localdb  # noqa: E402  (scripts/ is put on the path just above)
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument  # noqa: E402
 from pymongo.database import Database  # noqa: E402
 
+from queue_worker.layout import DONE  # noqa: E402
 from queue_worker.settings import QueueSettings  # noqa: E402
-from queue_worker.store import DONE, EnqueueRequest, JobStore  # noqa: E402
+from queue_worker.store import EnqueueRequest, JobStore  # noqa: E402
 
 Doc = dict[str, Any]
 ENQUEUE_BATCH = 500

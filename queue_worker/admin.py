@@ -75,7 +75,7 @@ def stats(store: JobStore, now: datetime, *, finished: bool = True) -> QueueStat
 
 def oldest_due_age_s(jobs: Collection[Doc], now: datetime) -> dict[str, float]:
     """Return, per queue, the seconds since the oldest due job in `jobs` became due (pending
-    and due, or running with an expired lease: work nobody is doing; lease.due_filter)."""
+    and due, or running with an expired lease: work nobody is doing; claim.due_filter)."""
     pipeline: list[Doc] = [
         {"$match": JobStore.due_filter(None, now)},
         {

@@ -37,9 +37,9 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from queue_worker import metrics
+from queue_worker.claim import CLAIM_SORT, pending_due, queue_filter
 from queue_worker.errors import only_duplicate_keys
 from queue_worker.job import JobState
-from queue_worker.lease import CLAIM_SORT, pending_due, queue_filter
 
 Doc = dict[str, Any]
 TRANSIENT = "TransientTransactionError"
@@ -54,7 +54,7 @@ def supports_transactions(hello: Mapping[str, Any]) -> bool:
 
 def promotable(queues: list[str], now: datetime) -> Doc:
     """Return the filter of backlog jobs that may be promoted now: due ones (the backlog only
-    holds pending jobs, so the pending half of lease.due_filter)."""
+    holds pending jobs, so the pending half of claim.due_filter)."""
     return {**queue_filter(queues), **pending_due(now)}
 
 

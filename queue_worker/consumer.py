@@ -26,10 +26,11 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 from pymongo.errors import PyMongoError
 
+from queue_worker.claim import Suspects
 from queue_worker.controls import identity
 from queue_worker.errors import ConfigError
 from queue_worker.housekeeping import Housekeeping
-from queue_worker.lease import Lease, Suspects
+from queue_worker.lease import Lease
 from queue_worker.settings import QueueSettings
 from queue_worker.slots import Slots
 from queue_worker.store import Clock, JobStore, utcnow
@@ -223,7 +224,7 @@ class Consumer:
 
     def _claim_some(self, now: datetime) -> list[Lease]:
         """Claim for every free slot: in one batch when two or more are free and no suspect
-        waits (batches.py), else one job (the single claim also takes suspects)."""
+        waits (claim.claim_many), else one job (the single claim also takes suspects)."""
         queues = self.active_queues()
         if not queues:
             return []  # every queue of this consumer is paused

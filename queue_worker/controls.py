@@ -22,8 +22,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-QUEUE_CONTROLS = "queue_controls"
-WORKERS = "workers"
+from queue_worker.layout import QUEUE_CONTROLS, WORKERS
+
 CONTROLS_EVERY_S = 2.0
 WORKER_EVERY_S = 5.0
 WORKER_FORGET_S = 60

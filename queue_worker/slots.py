@@ -3,7 +3,7 @@
 Who writes what: a job's own thread writes a failure right after its handler returns, so the
 loop can claim the next job meanwhile; a success it hands to the loop, which writes the
 successes of every job that finished since its last pass in one bulk write (`flush_acks`,
-batches.py; one job's alone is a single update). The loop writes heartbeats, timeouts and
+lease.succeed_many; one job's alone is a single update). The loop writes heartbeats, timeouts and
 releases. A per-slot lock orders these so a heartbeat never races the outcome of the same job;
 the lease token fences everything else (other processes, stale workers).
 

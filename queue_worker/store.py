@@ -1,19 +1,7 @@
-"""The job store: the one facade over the job collections. The write recipes it runs live beside
-it: enqueue.py (new job documents), idempotency.py (keys), lease.py (claim and fenced writes),
-archive.py (moving finished jobs out of `jobs`).
-
-Collections (a job moves only forward: backlog -> jobs -> jobs_done):
-    jobs_backlog  new jobs without an idempotency key, until promoted in batches (backlog.py).
-    jobs        the claimed collection: promoted and keyed pending jobs, running, retrying and
-                dead ones. Claims scan it on the local server, so it is kept small: new jobs wait
-                in the backlog, and succeeded and cancelled jobs leave for `jobs_done`
-                (archive.py).
-    jobs_done   succeeded and cancelled jobs, removed by a TTL index on finished_at
-                (QUEUE_RETENTION_S) on real MongoDB and on the local server alike.
-    job_promotions  the session ids of open promotion transactions (backlog.py), so a dead
-                promoter's transaction can be aborted.
-    job_keys    one marker per idempotency key whose job reached jobs_done (TTL like jobs_done),
-                so a later enqueue with that key finds the finished job by _id, not by a scan.
+"""The job store: the one facade over the job collections (their names and which holds a job of
+each state: layout.py). The write recipes it runs live beside it: enqueue.py (new job
+documents), idempotency.py (keys), claim.py (claims), lease.py (fenced writes), rescue.py
+(releases), archive.py (moving finished jobs out of `jobs`), indexes.py (what it relies on).
 
 Write concerns, decided per write (a killed server loses un-journaled writes of the last ~70 ms):
     enqueue, cancel, revive        j=True  an accepted (or operator-changed) job is never lost
@@ -32,17 +20,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, WriteConcern
+from pymongo import ReturnDocument, WriteConcern
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from queue_worker import archive, backlog, batches, lease, metrics, tally
-from queue_worker.controls import Controls
+from queue_worker import archive, backlog, claim, indexes, layout, lease, metrics, rescue
+from queue_worker.claim import Suspects
 from queue_worker.enqueue import EnqueueRequest, as_request, new_job_doc
-from queue_worker.errors import ConfigError, InvalidJobError
+from queue_worker.errors import InvalidJobError
 from queue_worker.idempotency import KEY_HOLD_S, KeyedEnqueue
 from queue_worker.job import (
-    TERMINAL_STATES,
     CrashInfo,
     Job,
     JobState,
@@ -52,20 +39,12 @@ from queue_worker.job import (
     transition,
     utcnow,
 )
+from queue_worker.lease import Lease
 from queue_worker.settings import QueueSettings
 from queue_worker.tasks import TaskRegistry
 
 Doc = dict[str, Any]
 Clock = Callable[[], datetime]
-
-TTL_INDEX = "finished_ttl"
-BACKLOG = "jobs_backlog"
-JOBS = "jobs"
-DONE = "jobs_done"
-KEYS = "job_keys"
-PROMOTIONS = "job_promotions"
-IN_MOVE_ORDER = (BACKLOG, JOBS, DONE)
-"""Where a job can be, in the order it moves (reading in this order never misses one)."""
 
 
 class JobStore:
@@ -83,12 +62,12 @@ class JobStore:
         self.settings = settings
         self.registry = registry
         self.clock = clock
-        self.jobs: Collection[Doc] = db[JOBS]
-        self.backlog: Collection[Doc] = db[BACKLOG]
-        self.promotions: Collection[Doc] = db[PROMOTIONS]
-        self.done: Collection[Doc] = db[DONE]
-        self.keys: Collection[Doc] = db[KEYS]
-        self.in_move_order = tuple(db[name] for name in IN_MOVE_ORDER)
+        self.jobs: Collection[Doc] = db[layout.JOBS]
+        self.backlog: Collection[Doc] = db[layout.BACKLOG]
+        self.promotions: Collection[Doc] = db[layout.PROMOTIONS]
+        self.done: Collection[Doc] = db[layout.DONE]
+        self.keys: Collection[Doc] = db[layout.KEYS]
+        self.in_move_order = self.locations()
         journaled = WriteConcern(w=1, j=True)
         self._jobs_j = self.jobs.with_options(write_concern=journaled)
         self._backlog_j = self.backlog.with_options(write_concern=journaled)
@@ -98,76 +77,9 @@ class JobStore:
     # -- setup -------------------------------------------------------------------------------
 
     def ensure_indexes(self) -> None:
-        """Check the server can run the queue and create every index it relies on; safe to run
-        at every start. Raises ConfigError on a server without transactions (a standalone
-        mongod): promotion from the backlog needs them."""
-        if not backlog.supports_transactions(self.db.client.admin.command("hello")):
-            raise ConfigError(
-                "MongoDB must be a replica set (a single node may be a one-member set) or a "
-                "sharded cluster: the queue promotes jobs from its backlog in transactions"
-            )
-        # Claim order: equality on queue and state, then priority desc, run_at asc.
-        self.jobs.create_index(
-            [
-                ("queue", ASCENDING),
-                ("state", ASCENDING),
-                ("priority", DESCENDING),
-                ("run_at", ASCENDING),
-            ],
-            name="claim_order",
-        )
-        self.jobs.create_index(
-            "idempotency_key",
-            name="idempotency_key_unique",
-            unique=True,
-            partialFilterExpression={"idempotency_key": {"$type": "string"}},
-        )
-        self.backlog.create_index(
-            [
-                ("queue", ASCENDING),
-                ("state", ASCENDING),
-                ("priority", DESCENDING),
-                ("run_at", ASCENDING),
-            ],
-            name="promote_order",
-        )
-        self.done.create_index([("queue", ASCENDING), ("state", ASCENDING)], name="queue_state")
-        for collection in self.locations(JobState.PENDING):
-            # Per-submitter counts (the API's limit on a user's active jobs).
-            collection.create_index(
-                [("submitted_by", ASCENDING), ("state", ASCENDING)],
-                name="submitter_state",
-                partialFilterExpression={"submitted_by": {"$type": "string"}},
-            )
-        # A schedule's pending or running job (the scheduler's overlap check).
-        self.jobs.create_index(
-            [("schedule", ASCENDING), ("state", ASCENDING)],
-            name="schedule_state",
-            partialFilterExpression={"schedule": {"$type": "string"}},
-        )
-        for collection in self.in_move_order:
-            # Operator listings: newest first within a state (admin.py, the dashboard).
-            collection.create_index(
-                [("state", ASCENDING), ("created_at", DESCENDING)], name="state_created"
-            )
-        Controls(self.db).ensure_indexes()
-        tally.ensure_indexes(self.db)
-        for collection in (self.done, self.keys):
-            self._ensure_ttl(collection)
-
-    def _ensure_ttl(self, collection: Collection[Doc]) -> None:
-        # create_index fails on an existing index with another expiry; collMod changes it.
-        existing = collection.index_information().get(TTL_INDEX)
-        if existing is None:
-            collection.create_index(
-                "finished_at", name=TTL_INDEX, expireAfterSeconds=self.settings.retention_s
-            )
-        elif existing.get("expireAfterSeconds") != self.settings.retention_s:
-            self.db.command(
-                "collMod",
-                collection.name,
-                index={"name": TTL_INDEX, "expireAfterSeconds": self.settings.retention_s},
-            )
+        """Check the server can run the queue and create every index it relies on (indexes.py);
+        safe to run at every start."""
+        indexes.ensure(self.db, self.settings)
 
     # -- enqueue -----------------------------------------------------------------------------
 
@@ -232,15 +144,8 @@ class JobStore:
 
     def locations(self, state: JobState | None = None) -> tuple[Collection[Doc], ...]:
         """Return the collections a job of `state` can be in, in the order jobs move (all of
-        them for None): pending in the backlog or `jobs`; running and dead in `jobs`; succeeded
-        and cancelled in `jobs` until archived, then in `jobs_done`."""
-        if state is None:
-            return self.in_move_order
-        if state is JobState.PENDING:
-            return (self.backlog, self.jobs)
-        if state in TERMINAL_STATES:
-            return (self.jobs, self.done)
-        return (self.jobs,)
+        them for None; layout.locations is the table)."""
+        return tuple(self.db[name] for name in layout.locations(state))
 
     def count_active(self, submitted_by: str, *, limit: int) -> int:
         """Count one submitter's pending and running jobs, stopping at `limit`."""
@@ -257,8 +162,8 @@ class JobStore:
 
     @staticmethod
     def due_filter(queues: Sequence[str] | None, now: datetime) -> Doc:
-        """Return the filter of jobs someone should be running now (lease.due_filter)."""
-        return lease.due_filter(None if queues is None else list(queues), now)
+        """Return the filter of jobs someone should be running now (claim.due_filter)."""
+        return claim.due_filter(None if queues is None else list(queues), now)
 
     def queue_names(self, queues: Sequence[str] | None) -> list[str]:
         """The queues a call names: None is the default queue; an empty list is no queue."""
@@ -320,7 +225,7 @@ class JobStore:
         )
         return Job.from_doc(doc) if doc is not None else None
 
-    # -- leases (recipes in lease.py) --------------------------------------------------------
+    # -- claims and leases (recipes in claim.py, lease.py, rescue.py) -----------------------
 
     def claim(
         self,
@@ -328,8 +233,8 @@ class JobStore:
         *,
         queues: Sequence[str] | None = None,
         now: datetime | None = None,
-        suspects: lease.Suspects = lease.Suspects.EXCLUDE,
-    ) -> lease.Lease | None:
+        suspects: Suspects = Suspects.EXCLUDE,
+    ) -> Lease | None:
         """Atomically take the next due job (or one whose lease expired) for `owner`.
 
         When `jobs` has nothing due, the next batch is promoted from the backlog first."""
@@ -338,11 +243,11 @@ class JobStore:
             return None
         at = to_bson_time(now or self.clock())
         for _ in range(2):
-            held = lease.claim(
+            held = claim.claim(
                 self.jobs, owner=owner, queues=names, now=at, lease_s=self.settings.lease_s,
                 suspects=suspects,
             )  # fmt: skip
-            if held is not None or suspects is lease.Suspects.ONLY:
+            if held is not None or suspects is Suspects.ONLY:
                 return held  # suspects never wait in the backlog: they were claimed before
             if not self.promote(names, now=at):
                 return None
@@ -355,15 +260,15 @@ class JobStore:
         limit: int,
         queues: Sequence[str] | None = None,
         now: datetime | None = None,
-    ) -> list[lease.Lease]:
-        """Take up to `limit` due jobs at once, never suspects (batches.py); promote a batch
+    ) -> list[Lease]:
+        """Take up to `limit` due jobs at once, never suspects (claim.claim_many); promote a batch
         from the backlog first when `jobs` has none due."""
         names = self.queue_names(queues)
         if not names:
             return []
         at = to_bson_time(now or self.clock())
         for _ in range(2):
-            held = batches.claim_many(
+            held = claim.claim_many(
                 self.jobs, owner=owner, queues=names, now=at, lease_s=self.settings.lease_s,
                 limit=limit,
             )  # fmt: skip
@@ -385,39 +290,39 @@ class JobStore:
             limit=self.settings.promote_batch,
         )
 
-    def heartbeat(self, held: lease.Lease, *, now: datetime | None = None) -> bool:
+    def heartbeat(self, held: Lease, *, now: datetime | None = None) -> bool:
         """Extend a lease; False if the job was lost (lease taken over or released)."""
         return lease.heartbeat(
             self.jobs, held, now=now or self.clock(), lease_s=self.settings.lease_s
         )
 
     def succeed(
-        self, held: lease.Lease, result: Any = None, *, now: datetime | None = None
+        self, held: Lease, result: Any = None, *, now: datetime | None = None
     ) -> Doc | None:
         """Mark a leased job succeeded; return its final document, or None if the lease was lost."""
         return lease.succeed(self._jobs_j, held, result, now=to_bson_time(now or self.clock()))
 
     def succeed_many(
-        self, items: Sequence[tuple[lease.Lease, Any]], *, now: datetime | None = None
+        self, items: Sequence[tuple[Lease, Any]], *, now: datetime | None = None
     ) -> list[Doc | None]:
-        """Mark several leased jobs succeeded in one bulk write (batches.py); return each final
-        document, None where the lease was lost."""
+        """Mark several leased jobs succeeded in one bulk write (lease.succeed_many); return each
+        final document, None where the lease was lost."""
         at = to_bson_time(now or self.clock())
-        return batches.succeed_many(self._jobs_j, self.done, items, now=at)
+        return lease.succeed_many(self._jobs_j, self.done, items, now=at)
 
-    def expire(self, held: lease.Lease, *, reason: str, now: datetime | None = None) -> bool:
+    def expire(self, held: Lease, *, reason: str, now: datetime | None = None) -> bool:
         """Cancel a leased job that is no longer wanted, without running it; False if lost."""
         at = to_bson_time(now or self.clock())
         return lease.expire(self._jobs_j, held, now=at, reason=reason)
 
-    def superseded_by(self, held: lease.Lease) -> str | None:
+    def superseded_by(self, held: Lease) -> str | None:
         """Return the id of the earlier, finished job of this job's key if this job is an
         orphaned duplicate of it (its enqueuer died before finding that job), else None."""
         return self._keyed.superseded_by(held.doc)
 
     def fail(
         self,
-        held: lease.Lease,
+        held: Lease,
         error: BaseException | str,
         *,
         retryable: bool = True,
@@ -431,15 +336,15 @@ class JobStore:
             settings=self.settings, min_delay_s=min_delay_s,
         )  # fmt: skip
 
-    def release(self, held: lease.Lease, *, reason: str = "shutdown") -> bool:
+    def release(self, held: Lease, *, reason: str = "shutdown") -> bool:
         """Give a leased job back to pending without counting its attempt."""
-        return lease.release(self._jobs_j, held, reason=reason)
+        return rescue.release(self._jobs_j, held, reason=reason)
 
     def release_owner(
         self, owner: str, *, crash: CrashInfo | None = None, reason: str | None = None
     ) -> int:
         """Release every running job of `owner` at once; with crash info, count crashes/poison."""
-        return lease.release_owner(
+        return rescue.release_owner(
             self._jobs_j, owner, crash=crash, reason=reason or ("crash" if crash else "shutdown"),
             now=to_bson_time(self.clock()), poison_crashes=self.settings.poison_crashes,
         )  # fmt: skip
@@ -450,7 +355,7 @@ class JobStore:
         """Return True if a suspect job (one that crashed a consumer) is waiting to be claimed."""
         names = self.queue_names(queues)
         at = to_bson_time(now or self.clock())
-        return bool(names) and lease.suspect_due(self.jobs, names, at)
+        return bool(names) and claim.suspect_due(self.jobs, names, at)
 
     # -- archive (recipes in archive.py) -----------------------------------------------------
 

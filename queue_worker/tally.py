@@ -23,7 +23,8 @@ from pymongo import UpdateOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-COUNTS = "job_counts"
+from queue_worker.layout import COUNTS
+
 FLUSH_EVERY_S = 5.0
 KEEP_S = 2 * 86_400
 OUTCOMES = ("succeeded", "failed", "dead")

@@ -34,11 +34,7 @@ from typing import Any, Protocol
 from pymongo.errors import PyMongoError
 
 from queue_worker import metrics
-
-# The collections the stream watches (store.py's names; not imported from there to keep this
-# module below the store).
-BACKLOG = "jobs_backlog"
-JOBS = "jobs"
+from queue_worker.layout import BACKLOG, JOBS
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from queue_worker.layout import SCHEDULES
 from queue_worker.schedules.definition import Schedule
 
-COLLECTION = "schedules"
 RECORDS_KEPT = 20
 Doc = dict[str, Any]
 
@@ -30,7 +30,7 @@ class ScheduleStore:
     """Read and change schedule documents."""
 
     def __init__(self, db: Database[Doc]) -> None:
-        self.collection: Collection[Doc] = db[COLLECTION]
+        self.collection: Collection[Doc] = db[SCHEDULES]
 
     def sync(self, definitions: Iterable[Schedule], first_ticks: dict[str, datetime | None], *,
              now: datetime) -> None:  # fmt: skip

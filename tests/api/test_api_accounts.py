@@ -8,7 +8,7 @@ from falcon import testing
 from pymongo.database import Database
 
 from api.metrics import ApiMetrics
-from queue_worker.store import BACKLOG, JOBS
+from queue_worker.layout import BACKLOG, JOBS
 
 TOKEN_FIELDS = {"access_token", "refresh_token", "token_type", "expires_in"}
 

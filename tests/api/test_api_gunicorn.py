@@ -20,7 +20,7 @@ from apihelpers import PASSWORD, secret_env
 from apiserver import GUNICORN, ROOT, ApiServer, Response, start_api
 from pymongo.database import Database
 
-from queue_worker.store import JOBS
+from queue_worker.layout import JOBS
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from api.app import create_app
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings, TaskRegistry
-from queue_worker.store import BACKLOG, JOBS
+from queue_worker.layout import BACKLOG, JOBS
 
 ROOT = Path(__file__).resolve().parents[2]
 

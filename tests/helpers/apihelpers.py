@@ -10,7 +10,7 @@ from typing import Any
 from falcon import testing
 from pymongo.database import Database
 
-from queue_worker.store import IN_MOVE_ORDER
+from queue_worker.layout import IN_MOVE_ORDER
 
 PASSWORD = "correct horse battery staple"
 

@@ -13,8 +13,9 @@ from queue_helpers import live_count
 from queue_worker import admin
 from queue_worker.errors import InvalidTransitionError, JobNotFoundError
 from queue_worker.job import Job, JobState
+from queue_worker.layout import BACKLOG
 from queue_worker.settings import QueueSettings
-from queue_worker.store import BACKLOG, JobStore
+from queue_worker.store import JobStore
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -11,9 +11,11 @@ from bson import ObjectId
 from pymongo.database import Database
 from queue_helpers import FakeClock
 
+from queue_worker.indexes import TTL_INDEX
 from queue_worker.job import JobState
+from queue_worker.layout import DONE, JOBS
 from queue_worker.settings import QueueSettings
-from queue_worker.store import DONE, JOBS, TTL_INDEX, JobStore
+from queue_worker.store import JobStore
 
 
 def _succeeded_doc(store: JobStore, task: str = "t") -> dict[str, Any]:

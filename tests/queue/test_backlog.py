@@ -17,8 +17,9 @@ from queue_helpers import FakeClock, live_count, metric
 from queue_worker import admin
 from queue_worker.backlog import STALE_PROMOTION_S, supports_transactions
 from queue_worker.job import JobState
+from queue_worker.layout import BACKLOG, DONE, JOBS
 from queue_worker.settings import QueueSettings
-from queue_worker.store import BACKLOG, DONE, JOBS, JobStore
+from queue_worker.store import JobStore
 
 
 def small_batches(db: Database[Any], settings: QueueSettings, clock: FakeClock) -> JobStore:

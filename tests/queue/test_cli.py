@@ -17,7 +17,7 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from queue_worker.__main__ import main
-from queue_worker.store import BACKLOG, DONE, IN_MOVE_ORDER, JOBS
+from queue_worker.layout import BACKLOG, DONE, IN_MOVE_ORDER, JOBS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_S = 30.0

@@ -13,12 +13,12 @@ import pytest
 from bson import ObjectId
 from queue_helpers import T0, FakeClock, metric, wait_until
 
+from queue_worker.claim import Suspects
 from queue_worker.consumer import Consumer
 from queue_worker.controls import Controls
 from queue_worker.errors import NonRetryableError, RetryAfter
 from queue_worker.housekeeping import SUSPECT_CHECK_EVERY_S
 from queue_worker.job import CrashInfo, DeadReason, JobState
-from queue_worker.lease import Suspects
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
 from queue_worker.tasks import TaskContext, TaskRegistry

@@ -15,9 +15,10 @@ from pymongo.database import Database
 from queue_helpers import FakeClock, live_count, metric
 
 from queue_worker.errors import InvalidJobError, UnknownTaskError
+from queue_worker.idempotency import KEY_HOLD_S
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
-from queue_worker.store import KEY_HOLD_S, EnqueueRequest, JobStore
+from queue_worker.store import EnqueueRequest, JobStore
 from queue_worker.tasks import TaskRegistry
 
 

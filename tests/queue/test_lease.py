@@ -9,8 +9,8 @@ import queue_procs
 from bson import ObjectId
 from queue_helpers import FakeClock, metric, promote_all
 
+from queue_worker.claim import Suspects
 from queue_worker.job import CrashInfo, DeadReason, JobState
-from queue_worker.lease import Suspects
 from queue_worker.store import JobStore
 
 

@@ -20,8 +20,9 @@ from queue_helpers import wait_until
 from queue_worker.connection import connect, database
 from queue_worker.consumer import Consumer
 from queue_worker.job import JobState
+from queue_worker.layout import BACKLOG
 from queue_worker.settings import QueueSettings
-from queue_worker.store import BACKLOG, JobStore
+from queue_worker.store import JobStore
 from queue_worker.tasks import TaskRegistry
 
 SPAWN = multiprocessing.get_context("spawn")

@@ -9,7 +9,7 @@ from typing import Any
 
 from queue_helpers import T0, FakeClock, wait_until
 
-from queue_worker import tally
+from queue_worker import layout, tally
 from queue_worker.consumer import Consumer
 from queue_worker.errors import NonRetryableError
 from queue_worker.store import JobStore
@@ -72,10 +72,10 @@ def test_handler_threads_count_at_once_without_losing_any(job_store: JobStore) -
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda n: counts.add("default", "succeeded", T0), range(2000)))
     counts.flush(job_store.db)
-    assert job_store.db[tally.COUNTS].find_one()["n"] == 2000
+    assert job_store.db[layout.COUNTS].find_one()["n"] == 2000
 
 
 def test_counts_are_forgotten_by_a_ttl_index(job_store: JobStore) -> None:
     """Counters expire by a TTL index after KEEP_S."""
-    index = job_store.db[tally.COUNTS].index_information()["minute_ttl"]
+    index = job_store.db[layout.COUNTS].index_information()["minute_ttl"]
     assert index["expireAfterSeconds"] == tally.KEEP_S

@@ -8,8 +8,9 @@ from bson import ObjectId
 from queue_helpers import FakeClock, metric
 
 from queue_worker.job import TRANSITIONS, JobState
+from queue_worker.layout import BACKLOG, DONE, JOBS
 from queue_worker.lease import Lease
-from queue_worker.store import BACKLOG, DONE, JOBS, JobStore
+from queue_worker.store import JobStore
 
 
 def _job_in(store: JobStore, clock: FakeClock, state: JobState) -> tuple[str, Lease | None]:

@@ -16,7 +16,8 @@ from queue_helpers import metric, wait_until
 
 from queue_worker.consumer import Consumer
 from queue_worker.job import JobState
-from queue_worker.store import BACKLOG, JOBS, JobStore
+from queue_worker.layout import BACKLOG, JOBS
+from queue_worker.store import JobStore
 from queue_worker.tasks import TaskRegistry
 from queue_worker.wakeup import StreamWakeup
 

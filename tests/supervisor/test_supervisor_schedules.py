@@ -24,8 +24,8 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from supervisor_harness import Supervisor, wait_until
 
+from queue_worker.layout import IN_MOVE_ORDER
 from queue_worker.schedules.scheduler import key_for
-from queue_worker.store import IN_MOVE_ORDER
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 ROOT = Path(__file__).resolve().parents[2]
