@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ReturnDocument
 from pymongo.collection import Collection
 
 from queue_worker.errors import InvalidTransitionError, JobNotFoundError, QueueError
@@ -57,7 +57,7 @@ def stats(store: JobStore, now: datetime, *, finished: bool = True) -> QueueStat
     whose count grows with retention: the dashboard's live view) and age the oldest due job per
     queue."""
     counts: dict[str, dict[str, int]] = {}
-    collections = store.in_move_order if finished else (store.backlog, store.jobs)
+    collections = store.locations() if finished else store.unfinished()
     for collection in collections:
         pipeline: list[Doc] = [
             {"$group": {"_id": {"queue": "$queue", "state": "$state"}, "n": {"$sum": 1}}}
@@ -90,30 +90,6 @@ def oldest_due_age_s(jobs: Collection[Doc], now: datetime) -> dict[str, float]:
         row["_id"]: max(0.0, (now - row["oldest"]).total_seconds())
         for row in jobs.aggregate(pipeline)
     }
-
-
-def list_jobs(
-    store: JobStore,
-    *,
-    state: JobState | None = None,
-    queue: str | None = None,
-    limit: int = 20,
-) -> list[Job]:
-    """Return up to `limit` jobs, newest first, optionally of one state and/or queue."""
-    query: Doc = {}
-    if state is not None:
-        query["state"] = state.value
-    if queue is not None:
-        query["queue"] = queue
-    # By creation time: ObjectIds made in different processes within one second do not sort
-    # in creation order (their middle bytes are per-process random).
-    newest_first = [("created_at", DESCENDING), ("_id", DESCENDING)]
-    by_id: dict[ObjectId, Doc] = {}
-    for collection in store.locations(state):
-        for doc in collection.find(query).sort(newest_first).limit(limit):
-            by_id.setdefault(doc["_id"], doc)  # a job being moved is in two for a moment
-    docs = sorted(by_id.values(), key=lambda doc: (doc["created_at"], doc["_id"]), reverse=True)
-    return [Job.from_doc(doc) for doc in docs[:limit]]
 
 
 def require_job(store: JobStore, job_id: str) -> Job:
@@ -275,7 +251,6 @@ __all__ = [
     "dead_ids",
     "delete_dead",
     "job_summary",
-    "list_jobs",
     "oldest_due_age_s",
     "purge",
     "require_job",

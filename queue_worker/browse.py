@@ -3,7 +3,7 @@
 Every query names a limit and a server time limit (`max_time_ms`); counts stop at COUNT_CAP (a
 caller shows "10,000+"). Filters use the `state_created` index (state, created_at) where a state
 is given; a payload search (`payload.<field> = value`) is not index-backed, so its time limit is
-what bounds it. Used by the dashboard; the CLI's `list` is admin.list_jobs.
+what bounds it. The one job listing: the dashboard's pages and the CLI's `list` both use it.
 """
 
 from __future__ import annotations

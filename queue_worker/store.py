@@ -147,6 +147,10 @@ class JobStore:
         them for None; layout.locations is the table)."""
         return tuple(self.db[name] for name in layout.locations(state))
 
+    def unfinished(self) -> tuple[Collection[Doc], ...]:
+        """Return the collections of pending, running and dead jobs (layout.UNFINISHED)."""
+        return tuple(self.db[name] for name in layout.UNFINISHED)
+
     def count_active(self, submitted_by: str, *, limit: int) -> int:
         """Count one submitter's pending and running jobs, stopping at `limit`."""
         flt = {

@@ -12,7 +12,7 @@ import sys
 from types import FrameType
 from typing import Any
 
-from queue_worker import admin
+from queue_worker import admin, browse
 from queue_worker.cli.base import (
     EXIT_OK,
     Cli,
@@ -185,7 +185,8 @@ def cmd_list(args: argparse.Namespace, cli: Cli) -> int:
     """Print jobs, newest first."""
     now = utcnow()
     with cli.store() as store:
-        jobs = admin.list_jobs(store, state=args.state, queue=args.queue, limit=args.limit)
+        flt = browse.JobFilter(state=args.state, queue=args.queue)
+        jobs = browse.find_jobs(store, flt, limit=args.limit)
     summaries = [admin.job_summary(job, now) for job in jobs]
     if args.json:
         print(json.dumps(summaries))

@@ -279,7 +279,7 @@ class Scheduler:
                 if r.get("job_id") and r.get("outcome") in ("enqueued", "duplicate", "triggered")
             ]  # fmt: skip
             newest = doc.get("last_success_at")
-            for collection in (self.store.jobs, self.store.done):
+            for collection in self.store.locations(JobState.SUCCEEDED):
                 for job in collection.find(
                     {"_id": {"$in": ids}, "state": JobState.SUCCEEDED.value}, {"finished_at": 1}
                 ):

@@ -10,7 +10,8 @@ from bson import ObjectId
 from pymongo.database import Database
 from queue_helpers import live_count
 
-from queue_worker import admin
+from queue_worker import admin, browse
+from queue_worker.browse import JobFilter
 from queue_worker.errors import InvalidTransitionError, JobNotFoundError
 from queue_worker.job import Job, JobState
 from queue_worker.layout import BACKLOG
@@ -106,11 +107,15 @@ def test_list_filters_by_state_and_queue_newest_first(store: JobStore) -> None:
     first = succeeded(store)
     second = store.enqueue("t")
     third = store.enqueue("t", queue="mail")
-    assert [j.id for j in admin.list_jobs(store)] == [third.id, second.id, first.id]
-    assert [j.id for j in admin.list_jobs(store, limit=2)] == [third.id, second.id]
-    assert [j.id for j in admin.list_jobs(store, state=JobState.SUCCEEDED)] == [first.id]
-    assert [j.id for j in admin.list_jobs(store, queue="mail")] == [third.id]
-    assert admin.list_jobs(store, state=JobState.DEAD) == []
+
+    def ids(flt: JobFilter, limit: int = 50) -> list[str]:
+        return [j.id for j in browse.find_jobs(store, flt, limit=limit)]
+
+    assert ids(JobFilter()) == [third.id, second.id, first.id]
+    assert ids(JobFilter(), limit=2) == [third.id, second.id]
+    assert ids(JobFilter(state=JobState.SUCCEEDED)) == [first.id]
+    assert ids(JobFilter(queue="mail")) == [third.id]
+    assert ids(JobFilter(state=JobState.DEAD)) == []
 
 
 def test_retry_revives_a_dead_job_with_fresh_attempts(store: JobStore) -> None:
@@ -201,5 +206,5 @@ def test_list_orders_by_creation_time_not_object_id(store: JobStore, db: Databas
     second = store.enqueue("t")
     later = second.created_at + timedelta(seconds=1)
     db[BACKLOG].update_one({"_id": ObjectId(first.id)}, {"$set": {"created_at": later}})
-    listed = admin.list_jobs(store, state=JobState.PENDING)
+    listed = browse.find_jobs(store, JobFilter(state=JobState.PENDING))
     assert [job.id for job in listed] == [first.id, second.id]

@@ -14,8 +14,9 @@ from pymongo import MongoClient
 from pymongo.database import Database
 from queue_helpers import FakeClock, live_count, metric
 
-from queue_worker import admin
+from queue_worker import admin, browse
 from queue_worker.backlog import STALE_PROMOTION_S, supports_transactions
+from queue_worker.browse import JobFilter
 from queue_worker.job import JobState
 from queue_worker.layout import BACKLOG, DONE, JOBS
 from queue_worker.settings import QueueSettings
@@ -156,7 +157,7 @@ def test_operator_views_include_the_backlog(job_store: JobStore, fake_clock: Fak
     stats = admin.stats(job_store, fake_clock.now)
     assert stats.counts["default"]["pending"] == 1
     assert stats.oldest_due_age_s["default"] == 30.0
-    listed = admin.list_jobs(job_store, state=JobState.PENDING)
+    listed = browse.find_jobs(job_store, JobFilter(state=JobState.PENDING))
     assert [job.id for job in listed] == [waiting.id]
     assert admin.cancel(job_store, waiting.id).state is JobState.CANCELLED
     assert live_count(job_store) == 0
