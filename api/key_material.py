@@ -12,6 +12,8 @@ import binascii
 import re
 import string
 
+from runtime.env import names as env_names
+
 MIN_SECRET_BYTES = 32
 _KID_RE = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 # Well-known values copied from tutorials and .env examples; compared case-insensitively.
@@ -42,9 +44,7 @@ def parse_keyring(raw: str) -> dict[str, bytes]:
 
     Raises ValueError with the reason (the caller names the variable)."""
     keys: dict[str, bytes] = {}
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
+    for item in env_names(raw):
         kid, sep, encoded = item.partition(":")
         if not sep or not _KID_RE.match(kid):
             raise ValueError(

@@ -15,6 +15,7 @@ from queue_worker.errors import InvalidJobError, PayloadError, PayloadTooLargeEr
 from queue_worker.job import JobState, to_bson_time
 from queue_worker.settings import QueueSettings
 from queue_worker.tasks import TaskSpec
+from runtime import names
 
 Doc = dict[str, Any]
 MAX_KEY_LENGTH = 200
@@ -78,8 +79,8 @@ def new_job_doc(
         "crashes": 0,
         "rescues": 0,
     }
-    if not isinstance(doc["queue"], str) or not doc["queue"]:
-        raise InvalidJobError("queue must be a non-empty string")
+    if not names.is_valid(doc["queue"]):
+        raise InvalidJobError(f"queue name {doc['queue']!r}: use {names.RULE}")
     if req.idempotency_key is not None:
         key = req.idempotency_key
         if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH:

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from queue_worker.errors import ConfigError
 from runtime import env as envspec
+from runtime import names
 from runtime.env import Option
 
 DEFAULT_URI = "mongodb://127.0.0.1:27017/app?directConnection=true"
@@ -71,12 +72,6 @@ def _uri_database(uri: str) -> str:
     return path.lstrip("/").split("/")[0]
 
 
-def _queue_name(raw: str) -> str:
-    if any(c in raw for c in " $\0") or len(raw) > 100:
-        raise ValueError("use letters, digits, '.', '-' or '_' (max 100)")
-    return raw
-
-
 _seconds = envspec.number
 _count = envspec.integer
 
@@ -90,7 +85,7 @@ def _wakeup(raw: str) -> str:
 OPTIONS: tuple[Option[Any], ...] = (
     Option("MONGODB_URI", "mongodb_uri", envspec.text, "the database server"),
     Option("MONGODB_DATABASE", "mongodb_database", envspec.text, "database name"),
-    Option("QUEUE_DEFAULT_QUEUE", "default_queue", _queue_name, "queue of unrouted tasks"),
+    Option("QUEUE_DEFAULT_QUEUE", "default_queue", names.check, "queue of unrouted tasks"),
     Option("QUEUE_LEASE_S", "lease_s", _seconds(0.1), "lease length"),
     Option("QUEUE_HEARTBEAT_S", "heartbeat_s", _seconds(0.01), "lease extension period"),
     Option("QUEUE_POLL_MAX_S", "poll_max_s", _seconds(0.01), "longest idle wait"),

@@ -24,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pymongo.database import Database
 
 from queue_worker.errors import ConfigError, UnknownTaskError
+from runtime import names
 
 T = TypeVar("T")
 
@@ -97,6 +98,9 @@ class TaskRegistry:
         uses: Iterable[Resource[Any]] = (),
     ) -> Callable[[Handler], Handler]:
         """Register the decorated function as the handler of task `name`."""
+
+        if queue is not None and not names.is_valid(queue):
+            raise ConfigError(f"task {name!r}: queue name {queue!r}: use {names.RULE}")
 
         def register(handler: Handler) -> Handler:
             if name in self.specs and self.specs[name].handler is not handler:

@@ -123,7 +123,8 @@ def flag(raw: str) -> bool:
 
 
 def names(raw: str) -> tuple[str, ...]:
-    """Parse a comma-separated list of names (blank items dropped); may be empty."""
+    """Parse a comma-separated list of names (blank items dropped); may be empty. The one
+    comma-list parser: settings, command-line options and key lists all read lists with it."""
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime import env as envspec
+from runtime import names
 from runtime.env import Option, SettingsError
 from supervisor.errors import UsageError
 
@@ -60,10 +61,7 @@ def _log_level(text: str) -> str:
 
 
 def _queue_list(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if not names:
-        raise ValueError("must name at least one queue")
-    return names
+    return names.check_all(envspec.names(text))
 
 
 _positive_int = envspec.integer(1)

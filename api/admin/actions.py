@@ -24,6 +24,7 @@ from queue_worker.schedules import registry as schedules
 from queue_worker.schedules.scheduler import Scheduler
 from queue_worker.schedules.store import ScheduleStore
 from queue_worker.schedules.timing import TimingError
+from runtime import names
 
 JOB_VERBS = {"retry": Role.OPERATOR, "cancel": Role.OPERATOR, "run-now": Role.OPERATOR,
              "delete": Role.ADMIN}  # fmt: skip
@@ -129,12 +130,12 @@ class BulkAction(AdminResource):
 
 class QueueAction(AdminResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, queue: str, verb: str) -> None:
-        if verb not in ("pause", "resume"):
+        if verb not in ("pause", "resume") or not names.is_valid(queue):
             raise falcon.HTTPNotFound()
 
         def respond(user: Any) -> None:
             controls, now = Controls(self.admin.store.db), self.admin.now()
-            name = queue[:200]
+            name = queue
             if verb == "pause":
                 controls.pause(name, by=user.email, now=now)
             else:

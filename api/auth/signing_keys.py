@@ -31,6 +31,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from runtime.env import names as env_names
+
 ALGORITHM = "ES256"
 JWKS_MAX_AGE_S = 300  # Cache-Control of the JWKS
 PUBLISH_S = JWKS_MAX_AGE_S + 60  # a key signs only after it has been published this long
@@ -55,9 +57,7 @@ class SigningKey:
 def parse_signing_keys(raw: str) -> tuple[SigningKey, ...]:
     """Parse "<published>.<base64url PKCS#8>,..." into keys, oldest first; raise ValueError."""
     keys: list[SigningKey] = []
-    for item in (part.strip() for part in raw.split(",")):
-        if not item:
-            continue
+    for item in env_names(raw):
         published, sep, encoded = item.partition(".")
         if not sep or not published.isdigit():
             raise ValueError("must be comma-separated <unix time>.<base64url key> entries")

@@ -17,6 +17,8 @@ from queue_worker.job import JobState, parse_job_id
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
 from queue_worker.tasks import TaskRegistry
+from runtime import env as envspec
+from runtime import names
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -95,10 +97,17 @@ def purge_state(raw: str) -> JobState:
 
 
 def queue_list(raw: str) -> list[str]:
-    queues = [q.strip() for q in raw.split(",") if q.strip()]
-    if not queues:
-        raise argparse.ArgumentTypeError("give at least one queue name")
-    return queues
+    try:
+        return list(names.check_all(envspec.names(raw)))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def queue_name(raw: str) -> str:
+    try:
+        return names.check(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive_int(raw: str) -> int:

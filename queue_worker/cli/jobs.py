@@ -25,6 +25,7 @@ from queue_worker.cli.base import (
     print_table,
     purge_state,
     queue_list,
+    queue_name,
     state,
 )
 from queue_worker.connection import owner_id
@@ -55,7 +56,9 @@ def add_commands(sub: Any) -> None:
     enqueue = sub.add_parser("enqueue", help="add a job and print its id")
     enqueue.add_argument("task", help="registered task name, e.g. user.created")
     enqueue.add_argument("--payload", type=json_object, default={}, help="JSON object")
-    enqueue.add_argument("--queue", help="queue (default: the task's, else QUEUE_DEFAULT_QUEUE)")
+    enqueue.add_argument(
+        "--queue", type=queue_name, help="queue (default: the task's, else QUEUE_DEFAULT_QUEUE)"
+    )
     enqueue.add_argument("--priority", type=int, help="higher runs first")
     enqueue.add_argument("--delay", type=non_negative, metavar="S", help="run after S seconds")
     enqueue.add_argument("--max-attempts", type=positive_int)
@@ -96,7 +99,7 @@ def add_commands(sub: Any) -> None:
     for verb, text in (("pause", "no consumer claims from it until resumed"),
                        ("resume", "consumers claim from it again")):  # fmt: skip
         parser = sub.add_parser(verb, help=f"{verb} a queue: {text}")
-        parser.add_argument("queue")
+        parser.add_argument("queue", type=queue_name)
         parser.set_defaults(command=cmd_pause_resume, verb=verb)
 
     purge = sub.add_parser("purge", help="delete finished jobs (dry run without --yes)")

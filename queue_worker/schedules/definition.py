@@ -23,7 +23,6 @@ supervisor's scheduler then keeps them. Policies (see docs/queue.md#periodic-job
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,8 +32,7 @@ from typing import Any
 from queue_worker.enqueue import check_payload
 from queue_worker.errors import ConfigError, PayloadError
 from queue_worker.schedules.timing import Cron, Every, Timing, TimingError
-
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+from runtime import names
 
 
 class Missed(StrEnum):
@@ -68,8 +66,8 @@ class Schedule:
     jitter_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if not NAME_RE.match(self.name):
-            raise ConfigError(f"schedule name {self.name!r}: 1-100 of A-Z a-z 0-9 _ . -")
+        if not names.is_valid(self.name):
+            raise ConfigError(f"schedule name {self.name!r}: use {names.RULE}")
         if (self.cron is None) == (self.every_s is None):
             raise ConfigError(f"schedule {self.name!r}: give exactly one of cron and every_s")
         object.__setattr__(self, "missed", _enum(Missed, self.missed, self.name))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,12 +16,13 @@ from pymongo import ReturnDocument
 from pymongo.database import Database
 from queue_helpers import FakeClock, live_count, metric
 
-from queue_worker.errors import InvalidJobError, UnknownTaskError
+from queue_worker.errors import ConfigError, InvalidJobError, UnknownTaskError
 from queue_worker.idempotency import KEY_HOLD_S
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
 from queue_worker.store import EnqueueRequest, JobStore
 from queue_worker.tasks import TaskRegistry
+from runtime.env import SettingsError
 
 
 def test_enqueue_stores_a_pending_job_with_settings_defaults(
@@ -241,3 +244,37 @@ def test_a_held_copy_left_by_a_timed_out_enqueuer_is_withdrawn_by_the_next_enque
     copy = insert_held(job_store, "tick-1", fake_clock.now)
     assert job_store.enqueue("keyed", idempotency_key="tick-1").id == job.id
     assert job_store.jobs.count_documents({"_id": copy}) == 0
+
+
+@pytest.mark.parametrize("name", ["a b", "mail$", "x" * 101, "", "a/b", "é", "a\x00"])
+def test_one_queue_name_rule_is_checked_everywhere_a_name_enters(
+    job_store: JobStore, name: str
+) -> None:
+    """A queue name is checked by the one rule wherever it enters (enqueue, settings, a task's
+    declaration, the CLI and the supervisor's lists), and the refusal names that rule."""
+    from queue_worker.cli.base import queue_list
+    from runtime import names
+    from supervisor.settings import load_settings
+
+    with pytest.raises(InvalidJobError, match=re.escape(names.RULE)):
+        job_store.enqueue("t", queue=name)
+    with pytest.raises(ConfigError, match=re.escape(names.RULE)):
+        TaskRegistry().task("t", queue=name)
+    if name.strip():  # a blank setting or list item means "not given"
+        with pytest.raises(ConfigError, match=re.escape(names.RULE)):
+            QueueSettings.from_env({"QUEUE_DEFAULT_QUEUE": name})
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(names.RULE)):
+            queue_list(f"default,{name}")
+        with pytest.raises(SettingsError, match=re.escape(names.RULE)):
+            load_settings([], {"SUPERVISOR_QUEUES": f"default,{name}"})
+    assert live_count(job_store) == 0
+
+
+def test_a_name_the_rule_allows_is_accepted_everywhere(job_store: JobStore) -> None:
+    """`reports.v2-eu_1` passes every check the refusals above come from."""
+    from queue_worker.cli.base import queue_list
+
+    name = "reports.v2-eu_1"
+    assert job_store.enqueue("t", queue=name).queue == name
+    assert QueueSettings.from_env({"QUEUE_DEFAULT_QUEUE": name}).default_queue == name
+    assert queue_list(f"default, {name}") == ["default", name]
