@@ -15,19 +15,18 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC
 from typing import Any
 
 import falcon
-from pymongo import MongoClient
 
 from api.app import create_app, utcnow
 from api.gevent_compat import quiet_condition_ownership_checks
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from api.tasks import with_product_tasks
 from queue_worker import JobStore, QueueSettings
 from queue_worker.builtin import load_tasks
-from queue_worker.connection import COMMAND_COUNTER
+from queue_worker.connection import connect, database
 from runtime.env import SettingsError
 
 App = falcon.App[falcon.Request, falcon.Response]
@@ -54,7 +53,7 @@ class LazyApp:
 def build(env: Mapping[str, str]) -> LazyApp:
     """Validate the configuration now and return the app, whose clients are created lazily."""
     settings = ApiSettings.from_env(env)
-    queue_settings = QueueSettings.from_env(env)
+    queue_settings = with_product_tasks(QueueSettings.from_env(env))
     # The tasks' declared defaults (queue, timeout, attempts) apply to the jobs the API enqueues.
     registry = load_tasks(queue_settings)
     unknown = sorted(settings.submittable_tasks - set(registry.names()))
@@ -67,18 +66,14 @@ def build(env: Mapping[str, str]) -> LazyApp:
     def factory() -> App:
         # In the worker, after gevent's patching: pymongo's pool must not yield inside its lock.
         quiet_condition_ownership_checks()
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            queue_settings.mongodb_uri,
-            tz_aware=True,
-            tzinfo=UTC,
-            appname="api",
-            maxPoolSize=settings.db_pool_size,
-            serverSelectionTimeoutMS=settings.db_timeout_ms,
-            connectTimeoutMS=settings.db_timeout_ms,
-            timeoutMS=settings.db_timeout_ms,
-            event_listeners=[COMMAND_COUNTER],
+        client = connect(
+            queue_settings,
+            app_name="api",
+            max_pool_size=settings.db_pool_size,
+            timeout_ms=settings.db_timeout_ms,
+            operation_timeout_ms=settings.db_timeout_ms,
         )
-        db = client[queue_settings.mongodb_database]
+        db = database(client, queue_settings)
         store = JobStore(db, queue_settings, registry=registry)
         return create_app(settings, db, store, clock=utcnow, metrics=ApiMetrics())
 

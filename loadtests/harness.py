@@ -103,7 +103,9 @@ def project_env(uri: str, database: str, extra: Mapping[str, str] | None = None)
     env["MONGODB_URI"] = uri
     env["MONGODB_DATABASE"] = database
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    # The consumers load the product's tasks, whose account links need a key: a throwaway one.
+    # The consumers load the product's tasks (as deployed), whose account links need a key: a
+    # throwaway one.
+    env.setdefault("QUEUE_TASK_MODULES", "api.tasks")
     env.setdefault("API_ACCOUNT_TOKEN_KEYS", f"run:{base64.b64encode(os.urandom(32)).decode()}")
     env.update(extra or {})
     return env

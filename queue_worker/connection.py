@@ -43,13 +43,22 @@ COMMAND_COUNTER = CommandCounter()
 
 
 def connect(
-    settings: QueueSettings, *, app_name: str, max_pool_size: int = 10, timeout_ms: int = 5000
+    settings: QueueSettings,
+    *,
+    app_name: str,
+    max_pool_size: int = 10,
+    timeout_ms: int = 5000,
+    operation_timeout_ms: int | None = None,
 ) -> MongoClient[Doc]:
     """Create a client for the settings' URI (tz-aware UTC datetimes); create it after forking.
+    The one place a client's options are chosen: every process of every role connects here.
 
-    Every operation has a deadline (`timeoutMS` = QUEUE_DB_TIMEOUT_S, pymongo's client-side
-    operation timeout: server selection, connection checkout and the command itself): a stalled
-    database makes an operation fail, never hang, so a consumer's loop always comes back."""
+    Every operation has a deadline (`timeoutMS`: `operation_timeout_ms`, by default
+    QUEUE_DB_TIMEOUT_S; pymongo's client-side operation timeout covers server selection,
+    connection checkout and the command itself): a stalled database makes an operation fail,
+    never hang, so a consumer's loop (and an API request) always comes back."""
+    if operation_timeout_ms is None:
+        operation_timeout_ms = int(settings.db_timeout_s * 1000)
     return MongoClient(
         settings.mongodb_uri,
         tz_aware=True,
@@ -58,7 +67,7 @@ def connect(
         maxPoolSize=max_pool_size,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
-        timeoutMS=int(settings.db_timeout_s * 1000),
+        timeoutMS=operation_timeout_ms,
         event_listeners=[COMMAND_COUNTER],
     )
 

@@ -14,8 +14,6 @@ from runtime.env import Option
 
 DEFAULT_URI = "mongodb://127.0.0.1:27017/app?directConnection=true"
 DEFAULT_DATABASE = "app"
-# The product's own tasks (the account flows' mail and audit); QUEUE_TASK_MODULES replaces it.
-DEFAULT_TASK_MODULES = ("api.tasks",)
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class QueueSettings:
     concurrency: int = 4
     promote_batch: int = 32  # jobs moved from the backlog into `jobs` at a time (backlog.py)
     db_timeout_s: float = 10.0  # every queue operation's deadline (connection.connect)
-    task_modules: tuple[str, ...] = DEFAULT_TASK_MODULES
+    task_modules: tuple[str, ...] = ()  # the library names no application's modules
     enable_bench_tasks: bool = False
     wakeup: str = "stream"  # stream: change stream + polling; poll: polling only
 

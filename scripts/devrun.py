@@ -43,6 +43,7 @@ def main() -> int:
     env.setdefault("PYTHONPATH", str(ROOT))
     env.setdefault("API_BIND", "127.0.0.1:8000")
     env.setdefault("SUPERVISOR_METRICS_PORT", "9100")
+    env.setdefault("QUEUE_TASK_MODULES", "api.tasks")  # the product's tasks, as deployed
     # A development system: clients may submit the bench tasks, and local consumers run them.
     env.setdefault("QUEUE_ENABLE_BENCH_TASKS", "1")
     env.setdefault("API_SUBMITTABLE_TASKS", "bench.noop,bench.sleep")

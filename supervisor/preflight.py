@@ -39,6 +39,8 @@ def check(liveness: Liveness, supervisor: SupervisorSettings) -> int:
     except Exception as exc:  # noqa: BLE001 - any import-time error is a boot failure to report
         liveness.leave_note(f"cannot load task modules: {type(exc).__name__}: {exc}")
         return ExitCode.BOOT_FAILURE
+    if not registry.names():
+        log.warning("no tasks are registered: set QUEUE_TASK_MODULES (e.g. api.tasks)")
     client, store = open_store(settings, "supervisor-preflight", timeout_ms=2000, pool=1)
     try:
         # The tasks' resources (a mailer from SMTP_*, ...): a bad setting stops the start here.

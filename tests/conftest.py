@@ -67,7 +67,8 @@ def mongo_env(mongo_uri: str, db_name: str, db: Database[dict[str, object]]) -> 
     env["MONGODB_URI"] = mongo_uri
     env["MONGODB_DATABASE"] = db_name
     env["PYTHONPATH"] = str(ROOT)
-    # The product's tasks (loaded by default) mint account links: they need a key.
+    # The product's tasks, as its deployment configures them; they mint account links: a key.
+    env["QUEUE_TASK_MODULES"] = "api.tasks"
     env["API_ACCOUNT_TOKEN_KEYS"] = secret_env()["API_ACCOUNT_TOKEN_KEYS"]
     return env
 

@@ -19,6 +19,7 @@ from api.auth.passwords import HashPool
 from api.auth.user_cache import UserCache
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from api.tasks import with_product_tasks
 from queue_worker import JobStore, QueueSettings
 from queue_worker.builtin import load_tasks
 
@@ -59,7 +60,7 @@ def metrics() -> ApiMetrics:
 def job_store(db: Database[dict[str, Any]]) -> JobStore:
     """The queue's store as api/wsgi.py builds it: with the task registry (api.tasks, and the
     bench tasks the API test settings allow clients to submit)."""
-    settings = QueueSettings.from_env({"QUEUE_ENABLE_BENCH_TASKS": "1"})
+    settings = with_product_tasks(QueueSettings.from_env({"QUEUE_ENABLE_BENCH_TASKS": "1"}))
     store = JobStore(db, settings, registry=load_tasks(settings))
     store.ensure_indexes()
     return store

@@ -17,6 +17,7 @@ from pymongo.database import Database
 
 from api.key_material import parse_keyring
 from api.settings import AccountSettings
+from api.tasks import with_product_tasks
 from queue_worker import JobStore, QueueSettings
 from queue_worker.builtin import load_tasks
 
@@ -34,7 +35,7 @@ def api(mongo_env: dict[str, str]) -> Iterator[ApiServer]:
 @pytest.fixture
 def mail(api: ApiServer, db: Database[Any], tmp_path: Path) -> MailRunner:
     """Runs the mail jobs with the server's token keys; links point at the server."""
-    settings = QueueSettings()
+    settings = with_product_tasks(QueueSettings())
     store = JobStore(db, settings, registry=load_tasks(settings))
     accounts = AccountSettings(
         parse_keyring(api.env["API_ACCOUNT_TOKEN_KEYS"]),

@@ -16,7 +16,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert (s.default_queue, s.lease_s, s.heartbeat_s, s.poll_max_s) == ("default", 30.0, 10.0, 1.0)
     assert (s.backoff_base_s, s.backoff_cap_s, s.max_attempts) == (1.0, 300.0, 5)
     assert (s.timeout_s, s.retention_s, s.poison_crashes, s.concurrency) == (300.0, 604800, 3, 4)
-    assert s.task_modules == ("api.tasks",)
+    assert s.task_modules == ()  # the library names no application module
     assert s.promote_batch == 32
     assert s.enable_bench_tasks is False
 
