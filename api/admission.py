@@ -3,7 +3,8 @@
 Data access in `api` (users, sessions, rate limits) and calls into `queue_worker` run inside
 `admission.operation(name)`. Each operation first takes a slot of the worker's `FifoGate`: at most
 `max_in_flight` operations per worker are at the database at once and the rest wait in arrival
-order (see api/gate.py for why: without it the p99 latency under load is many times the median).
+order (see api/fifo_gate.py for why: without it the p99 latency under load is many times the
+median).
 A caller that cannot get a slot within `wait_s`, or whose operation raises a PyMongoError
 (timeout, lost connection, server error), is counted in db_operation_errors_total{operation}
 and gets ServiceUnavailable, never a 500. The deadline holds end to end: the operation runs
@@ -23,7 +24,7 @@ import pymongo
 from pymongo.errors import PyMongoError
 
 from api.errors import ServiceUnavailable
-from api.gate import FifoGate
+from api.fifo_gate import FifoGate
 from api.metrics import ApiMetrics
 
 log = logging.getLogger("api.database")

@@ -24,17 +24,17 @@ from pymongo.errors import PyMongoError
 from api import admin
 from api.admin.audit import AuditLog
 from api.admission import Admission
-from api.auth.account_tokens import AccountTokens
 from api.auth.context import AuthContext
-from api.auth.events import AccountEvents
-from api.auth.limits import Action, Backoff, Policy, RateLimits, Window
-from api.auth.passwords import HashPool, PasswordHasher
-from api.auth.security_log import SecurityLog
-from api.auth.session_store import SessionStore
-from api.auth.tokens import TokenCodec
-from api.auth.user_cache import UserCache
-from api.auth.user_store import COLLECTION as USERS
-from api.auth.user_store import UserStore
+from api.auth.passwords.hashing import HashPool, PasswordHasher
+from api.auth.steps.events import AccountEvents
+from api.auth.stores.account_tokens import AccountTokens
+from api.auth.stores.limits import Action, Backoff, Policy, RateLimits, Window
+from api.auth.stores.security_log import SecurityLog
+from api.auth.stores.sessions import SessionStore
+from api.auth.stores.user_cache import UserCache
+from api.auth.stores.users import COLLECTION as USERS
+from api.auth.stores.users import UserStore
+from api.auth.tokens.codec import TokenCodec
 from api.errors import handle_error
 from api.metrics import ApiMetrics
 from api.middleware import (

@@ -6,7 +6,7 @@ the attempt fails. gevent's patched lock sleeps after a failed non-blocking acqu
 yield for spin loops), so every `notify()` hands the hub to other greenlets while the notifier
 still holds the lock. pymongo's connection pool notifies twice per connection checkin, under its
 pool lock: each database operation gave up the CPU twice while blocking every other checkout and
-checkin of that pool. With at most a few operations per worker at the database (api/gate.py)
+checkin of that pool. With at most a few operations per worker at the database (api/fifo_gate.py)
 those stalls decided the throughput: removing them gave 21-43% more profile requests per second
 and a lower p99 in side-by-side runs.
 

@@ -20,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from api.auth.security_log import EventType
+from api.auth.stores.security_log import EventType
 from runtime.metrics_files import LockedMultiProcessCollector
 from runtime.process_tree import ProcessTreeCollector
 

@@ -16,8 +16,8 @@ from typing import Any
 import falcon
 from gunicorn.http.errors import ParseException  # type: ignore[import-untyped]
 
-from api.auth.authenticate import authenticate
 from api.auth.context import AuthContext
+from api.auth.flows.authenticate import authenticate
 from api.errors import (
     BadRequest,
     PayloadTooLarge,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.auth.signing_keys import SigningKey, parse_signing_keys
+from api.auth.tokens.signing_keys import SigningKey, parse_signing_keys
 from api.key_material import check_secret, decode_secret, parse_keyring
 from runtime import env as envspec
 from runtime import metrics_dir
@@ -107,7 +107,7 @@ class ApiSettings:
     jwt_issuer: str = "jobauth"
     jwt_audience: str = "jobauth-api"
     jwt_leeway_s: int = 30
-    # ES256 keys of the access tokens (api/auth/signing_keys.py); empty: HS256 access tokens.
+    # ES256 keys of the access tokens (api/auth/tokens/signing_keys.py); empty: HS256 access tokens.
     jwt_signing_keys: tuple[SigningKey, ...] = ()
     access_ttl_s: int = 900
     session_idle_s: int = 14 * 86400
@@ -132,7 +132,7 @@ class ApiSettings:
     ready_timeout_s: float = 1.0
     db_timeout_ms: int = 2000
     db_pool_size: int = 50
-    # Database operations one worker runs at once; the rest queue in arrival order (api/gate.py).
+    # Database operations one worker runs at once; the rest queue in arrival order (fifo_gate.py).
     db_max_in_flight: int = 4
     auth_cache_size: int = 10_000  # users kept in memory per worker (user_cache.py); 0: off
     admin_enabled: bool = False  # the dashboard under /admin (api/admin)

@@ -140,10 +140,10 @@ def _secret() -> str:
 
 
 def _signing_key() -> str:
-    """A new ES256 key entry, made by the project's own generator (python -m api.auth.keys)."""
+    """A new ES256 key entry, made by the project's own generator (api.auth.tokens.keys)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))  # run as `python scripts/devrun.py`: the project's root
-    from api.auth.signing_keys import new_entry
+    from api.auth.tokens.signing_keys import new_entry
 
     return new_entry(datetime.now(UTC))
 
@@ -153,7 +153,7 @@ DEV_SECRETS: dict[str, Callable[[], str]] = {
     "API_JWT_ACTIVE_KID": lambda: "dev1",
     "API_PASSWORD_PEPPER": _secret,
     "API_ACCOUNT_TOKEN_KEYS": lambda: f"dev1:{_secret()}",
-    # ES256 access tokens, verifiable from /.well-known/jwks.json (api/auth/signing_keys.py).
+    # ES256 access tokens, verifiable from /.well-known/jwks.json (api/auth/tokens/signing_keys.py).
     "API_JWT_SIGNING_KEYS": _signing_key,
 }
 

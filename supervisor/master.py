@@ -23,6 +23,7 @@ from collections.abc import Callable
 from supervisor import metrics
 from supervisor.errors import ExitCode
 from supervisor.liveness import LivenessLink
+from supervisor.places import Respawn, Singleton, Slot
 from supervisor.process_ops import ChildTargets, ProcessOps
 from supervisor.reasons import (
     EXIT_CODE_RESTARTS,
@@ -34,7 +35,6 @@ from supervisor.reasons import (
 )
 from supervisor.settings import SupervisorSettings
 from supervisor.signal_pipe import SignalPipe
-from supervisor.slot import Respawn, Singleton, Slot
 from supervisor.spawner import HANDLED_SIGNALS, ChildProc, Kind, Spawner
 
 log = logging.getLogger("supervisor.master")

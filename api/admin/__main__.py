@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from api.admin.roles import Role
 from api.auth.addresses import lookup_key
-from api.auth.user_store import UserStore
+from api.auth.stores.users import UserStore
 from queue_worker.connection import connect, database
 from queue_worker.settings import QueueSettings
 

@@ -26,12 +26,12 @@ from urllib.parse import urlsplit
 import falcon
 
 from api.admin.roles import Role, role_of
-from api.auth.authenticate import authenticate
 from api.auth.context import AuthContext, Principal, TokenPair
-from api.auth.login import login
-from api.auth.logout import logout
-from api.auth.refresh import refresh
-from api.auth.revocation import end_session
+from api.auth.flows.authenticate import authenticate
+from api.auth.flows.login import login
+from api.auth.flows.logout import logout
+from api.auth.flows.refresh import refresh
+from api.auth.steps.revocation import end_session
 from api.errors import Unauthorized
 from api.resources.accounts import client_of
 from api.schemas import LoginRequest

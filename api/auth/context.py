@@ -17,19 +17,19 @@ from bson import ObjectId
 from pymongo.database import Database
 
 from api.admission import Admission
-from api.auth.account_tokens import AccountTokens
-from api.auth.limits import RateLimits
-from api.auth.passwords import PasswordHasher
-from api.auth.security_log import SecurityLog
-from api.auth.session_store import SessionStore
-from api.auth.tokens import Claims, TokenCodec
-from api.auth.user_cache import UserCache
-from api.auth.user_store import UserStore
+from api.auth.passwords.hashing import PasswordHasher
+from api.auth.stores.account_tokens import AccountTokens
+from api.auth.stores.limits import RateLimits
+from api.auth.stores.security_log import SecurityLog
+from api.auth.stores.sessions import SessionStore
+from api.auth.stores.user_cache import UserCache
+from api.auth.stores.users import UserStore
+from api.auth.tokens.codec import Claims, TokenCodec
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 
 if TYPE_CHECKING:
-    from api.auth.events import AccountEvents
+    from api.auth.steps.events import AccountEvents
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import falcon
 
-from api.auth.password_policy import MIN_LENGTH
+from api.auth.passwords.policy import MIN_LENGTH
 from api.pages import render
 
 

@@ -10,11 +10,11 @@ import falcon
 
 from api.admission import Admission
 from api.auth.context import AuthContext, Client, Principal, TokenPair
-from api.auth.login import login
-from api.auth.logout import logout, logout_all
-from api.auth.refresh import refresh
-from api.auth.signup import signup
-from api.auth.user_store import UserStore, parse_user_id
+from api.auth.flows.login import login
+from api.auth.flows.logout import logout, logout_all
+from api.auth.flows.refresh import refresh
+from api.auth.flows.signup import signup
+from api.auth.stores.users import UserStore, parse_user_id
 from api.errors import NotFound, Unauthorized
 from api.middleware import bearer_token
 from api.openapi import Operation

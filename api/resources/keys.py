@@ -1,5 +1,5 @@
 """The access tokens' public keys: `GET /.well-known/jwks.json` (RFC 7517), for services that
-verify our access tokens without any secret of ours (api/auth/signing_keys.py)."""
+verify our access tokens without any secret of ours (api/auth/tokens/signing_keys.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import datetime
 import falcon
 import msgspec
 
-from api.auth.signing_keys import JWKS_MAX_AGE_S
-from api.auth.tokens import TokenCodec
+from api.auth.tokens.codec import TokenCodec
+from api.auth.tokens.signing_keys import JWKS_MAX_AGE_S
 from api.middleware import API_HEADERS
 from api.openapi import Operation
 

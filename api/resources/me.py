@@ -8,9 +8,9 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from api.auth.context import AuthContext, Principal
-from api.auth.password_change import change_password
-from api.auth.security_log import PAGE_MAX
-from api.auth.sessions import end_one, list_sessions, reauthenticate
+from api.auth.flows.password_change import change_password
+from api.auth.flows.sessions import end_one, list_sessions, reauthenticate
+from api.auth.stores.security_log import PAGE_MAX
 from api.errors import BadRequest
 from api.openapi import Operation
 from api.resources.accounts import client_of, send_tokens

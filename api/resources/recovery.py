@@ -9,8 +9,8 @@ from __future__ import annotations
 import falcon
 
 from api.auth.context import AuthContext, Principal
-from api.auth.password_reset import forgot_password, reset_password
-from api.auth.verification import confirm_email, request_verification
+from api.auth.flows.password_reset import forgot_password, reset_password
+from api.auth.flows.verification import confirm_email, request_verification
 from api.openapi import Operation
 from api.resources.accounts import client_of
 from api.schemas import (

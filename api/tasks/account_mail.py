@@ -23,7 +23,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from api.auth.security_log import EventType
+from api.auth.stores.security_log import EventType
 from api.mail.messages import account_message
 from api.tasks.resources import ACCOUNTS, MAILER
 from queue_worker.errors import NonRetryableError

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from api.auth.security_log import EventType
+from api.auth.stores.security_log import EventType
 from api.mail.messages import welcome_message
 from api.tasks.account_mail import MAIL_ATTEMPTS, object_id, token_mail_key
 from api.tasks.resources import ACCOUNTS, MAILER

@@ -8,9 +8,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo.database import Database
 
-from api.auth.account_tokens import AccountTokens, Purpose
-from api.auth.security_log import SecurityLog
-from api.auth.user_store import UserStore
+from api.auth.stores.account_tokens import AccountTokens, Purpose
+from api.auth.stores.security_log import SecurityLog
+from api.auth.stores.users import UserStore
 from api.mail.delivery import Mailer
 from api.mail.settings import MailSettings
 from api.settings import AccountSettings

@@ -15,8 +15,8 @@ from mailhelpers import Mailbox
 from pymongo.database import Database
 
 from api.app import create_app
-from api.auth.passwords import HashPool
-from api.auth.user_cache import UserCache
+from api.auth.passwords.hashing import HashPool
+from api.auth.stores.user_cache import UserCache
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from api.tasks import with_product_tasks

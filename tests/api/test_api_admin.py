@@ -22,7 +22,7 @@ from api.admin import snapshot as snapshot_module
 from api.admin.gate import COOKIE
 from api.admin.snapshot import REFRESH_S, Snapshot
 from api.app import create_app
-from api.auth.passwords import HashPool
+from api.auth.passwords.hashing import HashPool
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore

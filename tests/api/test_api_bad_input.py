@@ -14,7 +14,7 @@ from falcon import testing
 from pymongo.database import Database
 
 from api.app import create_app
-from api.auth.passwords import HashPool
+from api.auth.passwords.hashing import HashPool
 from api.metrics import ApiMetrics
 from api.schemas import KEY_SCOPE_CHARS
 from api.settings import ApiSettings

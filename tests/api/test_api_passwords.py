@@ -12,8 +12,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from api.auth.password_policy import check_policy, common_passwords
-from api.auth.passwords import HashPool, PasswordHasher
+from api.auth.passwords.hashing import HashPool, PasswordHasher
+from api.auth.passwords.policy import check_policy, common_passwords
 from api.errors import ValidationFailed
 from api.metrics import ApiMetrics
 
@@ -83,7 +83,7 @@ HUB_PROBE = """
 from gevent import monkey
 monkey.patch_all()
 import secrets, gevent
-from api.auth.passwords import HashPool, PasswordHasher
+from api.auth.passwords.hashing import HashPool, PasswordHasher
 from api.metrics import ApiMetrics
 
 metrics = ApiMetrics()

@@ -14,7 +14,7 @@ from apihelpers import PASSWORD, Clock, bearer, signup
 from falcon import testing
 from pymongo.database import Database
 
-from api.auth.account_tokens import COLLECTION as TOKENS
+from api.auth.stores.account_tokens import COLLECTION as TOKENS
 from api.settings import ApiSettings
 from queue_worker import JobStore
 

@@ -10,7 +10,7 @@ from falcon import testing
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect
 
-from api.auth.user_store import UserStore
+from api.auth.stores.users import UserStore
 
 
 def refresh(client: testing.TestClient, token: str) -> testing.Result:

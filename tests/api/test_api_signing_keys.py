@@ -21,8 +21,9 @@ from apiserver import ApiServer, start_api
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from api.auth import keys as keys_cli
-from api.auth.signing_keys import (
+from api.auth.tokens import keys as keys_cli
+from api.auth.tokens.codec import TokenCodec
+from api.auth.tokens.signing_keys import (
     PUBLISH_S,
     jwks,
     new_entry,
@@ -30,7 +31,6 @@ from api.auth.signing_keys import (
     signing_key,
     thumbprint,
 )
-from api.auth.tokens import TokenCodec
 from api.errors import Unauthorized
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -209,7 +209,7 @@ def test_the_same_key_twice_is_refused() -> None:
 def test_the_keys_cli_makes_entries_and_says_which_key_signs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """python -m api.auth.keys makes entries and names the next, current and previous keys."""
+    """The keys command makes entries and names the next, current and previous keys."""
     assert keys_cli.main(["new"], {}, NOW) == 0
     made = capsys.readouterr().out.strip()
     assert parse_signing_keys(made)[0].published_at == NOW

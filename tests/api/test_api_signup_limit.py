@@ -12,7 +12,7 @@ from falcon import testing
 from pymongo.database import Database
 
 from api.app import create_app
-from api.auth.passwords import HashPool
+from api.auth.passwords.hashing import HashPool
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore

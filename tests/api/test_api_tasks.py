@@ -22,7 +22,7 @@ from bson import ObjectId
 from mailhelpers import TOKEN_KEYS, Mailbox, mail_ctx, outbox_settings, smtp_settings
 from pymongo.database import Database
 
-from api.auth.security_log import COLLECTION as SECURITY_EVENTS
+from api.auth.stores.security_log import COLLECTION as SECURITY_EVENTS
 from api.mail.delivery import MailDeliveryError, Mailer, send_smtp
 from api.mail.messages import welcome_message
 from api.mail.settings import MailSettings

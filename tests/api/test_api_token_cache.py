@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.auth.tokens import TokenCodec
+from api.auth.tokens.codec import TokenCodec
 from api.errors import Unauthorized
 
 KEY = secrets.token_bytes(32)

@@ -13,7 +13,7 @@ import jwt
 import pytest
 from jwt.warnings import InsecureKeyLengthWarning
 
-from api.auth.tokens import TokenCodec
+from api.auth.tokens.codec import TokenCodec
 from api.errors import Unauthorized
 
 KEY_NEW = secrets.token_bytes(32)

@@ -16,8 +16,8 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure
 
 from api.app import create_app
-from api.auth.passwords import HashPool
-from api.auth.user_cache import FALLBACK_TTL_S, UserCache
+from api.auth.passwords.hashing import HashPool
+from api.auth.stores.user_cache import FALLBACK_TTL_S, UserCache
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore

@@ -4,8 +4,8 @@ Ending every session needs recent authentication (sessions.RECENT_AUTH_S)."""
 from __future__ import annotations
 
 from api.auth.context import AuthContext, Principal
-from api.auth.revocation import end_all_sessions, end_session
-from api.auth.sessions import require_recent_auth
+from api.auth.flows.sessions import require_recent_auth
+from api.auth.steps.revocation import end_all_sessions, end_session
 
 
 def logout(ctx: AuthContext, principal: Principal) -> None:

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from api.auth.account_tokens import Purpose
 from api.auth.addresses import lookup_key
 from api.auth.context import AuthContext, Client
-from api.auth.limits import Action, account_key
-from api.auth.notices import record_event
-from api.auth.password_policy import check_policy
-from api.auth.revocation import reset_password_and_end_sessions
-from api.auth.security_log import EventType
-from api.auth.verification import INVALID_TOKEN
+from api.auth.flows.verification import INVALID_TOKEN
+from api.auth.passwords.policy import check_policy
+from api.auth.steps.notices import record_event
+from api.auth.steps.revocation import reset_password_and_end_sessions
+from api.auth.stores.account_tokens import Purpose
+from api.auth.stores.limits import Action, account_key
+from api.auth.stores.security_log import EventType
 from api.errors import BadRequest, RateLimited
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from bson import ObjectId
 
 from api.auth.context import AuthContext, TokenPair
-from api.auth.session_store import new_session_id
+from api.auth.stores.sessions import new_session_id
 
 
 def start_session(

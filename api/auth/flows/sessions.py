@@ -18,12 +18,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from api.auth import attempts
 from api.auth.context import AuthContext, Client, Principal, TokenPair
-from api.auth.issue import access_token, new_refresh_token
-from api.auth.notices import record_event
-from api.auth.revocation import end_session
-from api.auth.security_log import EventType
+from api.auth.steps import attempts
+from api.auth.steps.issue import access_token, new_refresh_token
+from api.auth.steps.notices import record_event
+from api.auth.steps.revocation import end_session
+from api.auth.stores.security_log import EventType
 from api.errors import NotFound, Unauthorized
 from api.schemas import SessionResponse
 

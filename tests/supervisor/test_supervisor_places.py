@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.slot import Slot
+from supervisor.places import Slot
 
 POLICY = dict(window_s=60.0, limit=4, base_s=0.5, cap_s=2.0)
 

@@ -21,7 +21,7 @@ from typing import Any
 from bson import ObjectId
 
 from api.admission import Admission
-from api.auth.user_store import UserStore
+from api.auth.stores.users import UserStore
 from api.errors import ServiceUnavailable
 from api.metrics import ApiMetrics
 from queue_worker import JobStore

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from api.auth.addresses import InvalidAddress, normalize_email
 from api.auth.context import AuthContext, TokenPair
-from api.auth.issue import start_session
-from api.auth.limits import Action
 from api.auth.networks import network_digest
-from api.auth.password_policy import check_policy
+from api.auth.passwords.policy import check_policy
+from api.auth.steps.issue import start_session
+from api.auth.stores.limits import Action
 from api.errors import RateLimited, ValidationFailed
 from api.schemas import SignupRequest
 

@@ -32,8 +32,8 @@ from typing import Any, Literal
 
 import jwt
 
-from api.auth.signing_keys import ALGORITHM as ES256
-from api.auth.signing_keys import SigningKey, jwks, signing_key
+from api.auth.tokens.signing_keys import ALGORITHM as ES256
+from api.auth.tokens.signing_keys import SigningKey, jwks, signing_key
 from api.errors import Unauthorized
 
 ALGORITHM = "HS256"

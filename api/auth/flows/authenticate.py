@@ -13,7 +13,7 @@ from typing import Any
 from bson import ObjectId
 
 from api.auth.context import AuthContext, Principal
-from api.auth.user_store import parse_user_id, session_revoked
+from api.auth.stores.users import parse_user_id, session_revoked
 from api.errors import Unauthorized
 
 

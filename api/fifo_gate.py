@@ -11,7 +11,7 @@ it: some requests lose the race again and again. Measured with wrk at 50 connect
 workers, local server, 2 cores): p50 20-27 ms and p99 257-318 ms without a gate; with at most
 4 operations per worker at the database and the rest admitted in arrival order, p99 50-57 ms
 (p50 ~30 ms, req/s ~12% lower; api/gevent_compat.py and the verified-token cache in
-api/auth/tokens.py win that back: p99 43-58 ms at 1,590-1,890 req/s with all three).
+api/auth/tokens/codec.py win that back: p99 43-58 ms at 1,590-1,890 req/s with all three).
 
 The gate admits at most `slots` holders; later arrivals wait in a queue and a released slot is
 handed directly to the oldest waiter, so nobody can overtake it. It uses `threading` primitives

@@ -1,4 +1,4 @@
-"""`python -m api.auth.keys`: the ES256 keys of the access tokens (signing_keys.py).
+"""`python -m api.auth.tokens.keys`: the ES256 keys of the access tokens (signing_keys.py).
 
     new     print a new API_JWT_SIGNING_KEYS entry, published now: append it to the list; it
             starts signing by itself PUBLISH_S later
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from api.auth.signing_keys import (
+from api.auth.tokens.signing_keys import (
     PUBLISH_S,
     SigningKey,
     new_entry,
@@ -33,7 +33,7 @@ def main(
     now: datetime | None = None,
 ) -> int:
     """Run the keys command line; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m api.auth.keys", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m api.auth.tokens.keys", description=__doc__)
     parser.add_argument("command", choices=("new", "show"))
     args = parser.parse_args(argv)
     env = os.environ if env is None else env
@@ -50,7 +50,7 @@ def main(
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not keys:
-        print("no keys: access tokens are HS256 (add one: python -m api.auth.keys new)")
+        print("no keys: access tokens are HS256 (add one: python -m api.auth.tokens.keys new)")
     for index, key in enumerate(keys):
         successor = keys[index + 1] if index + 1 < len(keys) else None
         state = describe(key, successor, keys, now, lifetime_s)

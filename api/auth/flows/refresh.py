@@ -12,12 +12,12 @@ import logging
 from datetime import UTC, datetime
 
 from api.auth.context import AuthContext, Client, TokenPair
-from api.auth.issue import access_token, new_refresh_token
-from api.auth.notices import record_event
-from api.auth.revocation import end_session
-from api.auth.security_log import EventType
-from api.auth.session_store import Rotation
-from api.auth.user_store import parse_user_id
+from api.auth.steps.issue import access_token, new_refresh_token
+from api.auth.steps.notices import record_event
+from api.auth.steps.revocation import end_session
+from api.auth.stores.security_log import EventType
+from api.auth.stores.sessions import Rotation
+from api.auth.stores.users import parse_user_id
 from api.errors import Unauthorized
 
 log = logging.getLogger("api.auth")

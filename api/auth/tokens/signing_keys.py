@@ -7,16 +7,17 @@ verifies them.
 
 Keys come from the environment, API_JWT_SIGNING_KEYS = "<published>.<key>,...": `published` is
 the Unix time from which the key is in the JWKS, `key` the base64url PKCS#8 DER of a P-256
-private key; `python -m api.auth.keys new` prints a new entry. The `kid` is the key's RFC 7638
-thumbprint, computed, never configured.
+private key; `python -m api.auth.tokens.keys new` prints a new entry. The `kid` is the key's
+RFC 7638 thumbprint, computed, never configured.
 
 Rotation without a flag day (Auth0's previous/current/next): every listed key is published;
 the one that signs is the newest key published at least PUBLISH_S ago (longer than the JWKS
 cache time, so every verifier that caches the JWKS has seen it before it meets a token signed
 with it); older keys keep verifying the tokens they signed. To rotate: add a new entry (the
 "next" key) and deploy; it starts signing by itself PUBLISH_S later; remove the old entry once
-its last token has expired (`python -m api.auth.keys show` says when). With a single brand-new
-key (a first deployment) that key signs at once: no verifier can have cached it yet either way.
+its last token has expired (`python -m api.auth.tokens.keys show` says when). With a single
+brand-new key (a first deployment) that key signs at once: no verifier can have cached it yet
+either way.
 """
 
 from __future__ import annotations

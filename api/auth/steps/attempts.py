@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from api.auth.context import AuthContext, Client, Principal
-from api.auth.limits import Action, Counter, account_key
 from api.auth.networks import is_known, network_digest
-from api.auth.notices import record_event
-from api.auth.security_log import EventType
+from api.auth.steps.notices import record_event
+from api.auth.stores.limits import Action, Counter, account_key
+from api.auth.stores.security_log import EventType
 from api.errors import RateLimited, ServiceUnavailable, Unauthorized
 
 

@@ -141,7 +141,7 @@ class SessionStore:
             return Rotation.EXPIRED
         if family["refresh_digest"] != digest:
             # A genuine token of this family that is no longer current: it was replayed. The
-            # caller ends the family and its access tokens together (auth/revocation.py).
+            # caller ends the family and its access tokens together (auth/steps/revocation.py).
             return Rotation.REUSED
         return Rotation.UNKNOWN
 

@@ -14,14 +14,14 @@ password it presented is no longer the current one.
 
 from __future__ import annotations
 
-from api.auth import attempts
 from api.auth.context import AuthContext, Client, Principal, TokenPair
-from api.auth.issue import start_session
-from api.auth.notices import record_event
-from api.auth.password_policy import check_policy
-from api.auth.revocation import PasswordRaced, end_all_sessions
-from api.auth.security_log import EventType
-from api.auth.sessions import rotate_current
+from api.auth.flows.sessions import rotate_current
+from api.auth.passwords.policy import check_policy
+from api.auth.steps import attempts
+from api.auth.steps.issue import start_session
+from api.auth.steps.notices import record_event
+from api.auth.steps.revocation import PasswordRaced, end_all_sessions
+from api.auth.stores.security_log import EventType
 from api.errors import Unauthorized, ValidationFailed
 
 

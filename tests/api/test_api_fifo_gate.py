@@ -12,7 +12,7 @@ from pymongo import _csot
 
 from api.admission import Admission
 from api.errors import Conflict, ServiceUnavailable
-from api.gate import FifoGate
+from api.fifo_gate import FifoGate
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from runtime.env import SettingsError

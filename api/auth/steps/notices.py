@@ -14,7 +14,7 @@ from datetime import datetime
 from bson import ObjectId
 
 from api.auth.context import AuthContext, Client
-from api.auth.security_log import MAILED, EventType
+from api.auth.stores.security_log import MAILED, EventType
 from api.errors import ServiceUnavailable
 
 log = logging.getLogger("api.auth")

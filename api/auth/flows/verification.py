@@ -13,11 +13,11 @@ Sign-up's welcome mail carries the first link (the `user.created` job mints its 
 
 from __future__ import annotations
 
-from api.auth.account_tokens import Purpose
 from api.auth.context import AuthContext, Client, Principal
-from api.auth.limits import Action
-from api.auth.notices import record_event
-from api.auth.security_log import EventType
+from api.auth.steps.notices import record_event
+from api.auth.stores.account_tokens import Purpose
+from api.auth.stores.limits import Action
+from api.auth.stores.security_log import EventType
 from api.errors import BadRequest, RateLimited
 
 INVALID_TOKEN = "This link is invalid or has expired; ask for a new one."

@@ -14,14 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from api.auth import attempts
 from api.auth.addresses import lookup_key
 from api.auth.context import AuthContext, Client, TokenPair
-from api.auth.issue import start_session
-from api.auth.limits import Action
 from api.auth.networks import REFRESH_AFTER, is_known, last_seen, network_digest
-from api.auth.notices import record_event
-from api.auth.security_log import EventType
+from api.auth.steps import attempts
+from api.auth.steps.issue import start_session
+from api.auth.steps.notices import record_event
+from api.auth.stores.limits import Action
+from api.auth.stores.security_log import EventType
 from api.errors import RateLimited, ServiceUnavailable, Unauthorized
 from api.schemas import LoginRequest
 
