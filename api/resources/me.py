@@ -9,7 +9,7 @@ from bson.errors import InvalidId
 
 from api.auth.context import AuthContext, Principal
 from api.auth.flows.password_change import change_password
-from api.auth.flows.sessions import end_one, list_sessions, reauthenticate
+from api.auth.flows.session_control import end_one, list_sessions, reauthenticate
 from api.auth.stores.security_log import PAGE_MAX
 from api.errors import BadRequest
 from api.openapi import Operation

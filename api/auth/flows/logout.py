@@ -1,10 +1,10 @@
 """Logout: end this session, or every session of the user (revocation.py does the writing).
-Ending every session needs recent authentication (sessions.RECENT_AUTH_S)."""
+Ending every session needs recent authentication (session_control.RECENT_AUTH_S)."""
 
 from __future__ import annotations
 
 from api.auth.context import AuthContext, Principal
-from api.auth.flows.sessions import require_recent_auth
+from api.auth.flows.session_control import require_recent_auth
 from api.auth.steps.revocation import end_all_sessions, end_session
 
 

@@ -15,7 +15,7 @@ password it presented is no longer the current one.
 from __future__ import annotations
 
 from api.auth.context import AuthContext, Client, Principal, TokenPair
-from api.auth.flows.sessions import rotate_current
+from api.auth.flows.session_control import rotate_current
 from api.auth.passwords.policy import check_policy
 from api.auth.steps import attempts
 from api.auth.steps.issue import start_session
