@@ -35,6 +35,15 @@ def fake_clock() -> FakeClock:
 
 
 @pytest.fixture
+def live_store(db: Database[Any], queue_settings: QueueSettings) -> JobStore:
+    """A JobStore on this test's database reading the real clock: for tests whose consumers
+    run in other processes, on the real clock too."""
+    store = JobStore(db, queue_settings)
+    store.ensure_indexes()
+    return store
+
+
+@pytest.fixture
 def job_store(db: Database[Any], queue_settings: QueueSettings, fake_clock: FakeClock) -> JobStore:
     """A JobStore on this test's fresh database, indexes created, reading the fake clock."""
     store = JobStore(db, queue_settings, clock=fake_clock)

@@ -1,48 +1,23 @@
-"""Helpers for the queue core tests (not fixtures): a settable clock, metric deltas, polling,
-and views across the backlog and `jobs`."""
+"""Helpers for the queue core tests (not fixtures): metric deltas and views across the backlog
+and `jobs`. The clock and the deadline poll are the suite's (clocks.py, waiting.py), re-exported
+here for the queue tests' imports."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from clocks import T0, FakeClock
 from prometheus_client import REGISTRY
+from waiting import wait_until
 
 from queue_worker.store import JobStore
-
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-"""The fake clock's start: a fixed, round instant tests can reason about."""
-
-
-class FakeClock:
-    """A clock that only moves when a test moves it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 def metric(name: str, **labels: str) -> float:
     """Return a metric sample's current value (0 when it was never touched)."""
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
-    """Poll `predicate` until it is true; fail after `timeout_s` (a bound on a hang, generous on
-    purpose: machines differ by 3x from one day to the next)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 def live_count(store: JobStore, query: Mapping[str, Any] | None = None) -> int:
@@ -59,3 +34,6 @@ def promote_all(store: JobStore) -> int:
     while queues and (batch := store.promote(queues, now=far)):
         moved += batch
     return moved
+
+
+__all__ = ["T0", "FakeClock", "live_count", "metric", "promote_all", "wait_until"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from bson import ObjectId
+from clocks import T0, FakeClock
 from pymongo.database import Database
 from queue_helpers import live_count
 
@@ -18,26 +19,14 @@ from queue_worker.layout import BACKLOG
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
-
-class Clock:
-    """A settable clock for the store."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def store(db: Database[Any], clock: Clock) -> JobStore:
+def store(db: Database[Any], clock: FakeClock) -> JobStore:
     store = JobStore(db, QueueSettings(), clock=clock)
     store.ensure_indexes()
     return store
@@ -68,7 +57,7 @@ def succeeded(store: JobStore, task: str = "t") -> Job:
     return job
 
 
-def test_stats_count_every_state_in_both_collections(store: JobStore, clock: Clock) -> None:
+def test_stats_count_every_state_in_both_collections(store: JobStore, clock: FakeClock) -> None:
     """stats counts pending, running, dead (jobs) and succeeded, cancelled (jobs_done) per queue."""
     succeeded(store)
     dead(store)
@@ -83,7 +72,7 @@ def test_stats_count_every_state_in_both_collections(store: JobStore, clock: Clo
     assert result["mail"]["counts"]["pending"] == 1
 
 
-def test_stats_age_the_oldest_due_job_per_queue(store: JobStore, clock: Clock) -> None:
+def test_stats_age_the_oldest_due_job_per_queue(store: JobStore, clock: FakeClock) -> None:
     """The oldest due age counts from run_at of due pending jobs; future jobs do not count."""
     store.enqueue("t")
     clock.now = T0 + timedelta(seconds=30)
@@ -94,7 +83,7 @@ def test_stats_age_the_oldest_due_job_per_queue(store: JobStore, clock: Clock) -
     assert ages == {"default": 90.0}
 
 
-def test_stats_count_an_expired_lease_as_due_work(store: JobStore, clock: Clock) -> None:
+def test_stats_count_an_expired_lease_as_due_work(store: JobStore, clock: FakeClock) -> None:
     """A running job whose lease expired is due work, aged from its lease expiry."""
     held = running(store)
     assert held.job.lease_until is not None
@@ -165,7 +154,7 @@ def test_cancel_moves_a_pending_job_to_cancelled(store: JobStore) -> None:
 
 
 def test_purge_deletes_only_old_jobs_of_the_given_finished_state(
-    store: JobStore, clock: Clock
+    store: JobStore, clock: FakeClock
 ) -> None:
     """purge deletes finished jobs older than the cutoff; a dry run only counts them."""
     old = succeeded(store)
@@ -182,7 +171,7 @@ def test_purge_deletes_only_old_jobs_of_the_given_finished_state(
     assert store.get(dead_job.id) is None
 
 
-def test_purge_of_a_keyed_job_frees_its_idempotency_key(store: JobStore, clock: Clock) -> None:
+def test_purge_of_a_keyed_job_frees_its_idempotency_key(store: JobStore, clock: FakeClock) -> None:
     """After purging a finished keyed job, the same key makes a new job."""
     job = store.enqueue("t", idempotency_key="k1")
     admin.cancel(store, job.id)
@@ -192,7 +181,7 @@ def test_purge_of_a_keyed_job_frees_its_idempotency_key(store: JobStore, clock: 
 
 
 @pytest.mark.parametrize("state", [JobState.PENDING, JobState.RUNNING])
-def test_purge_refuses_live_states(store: JobStore, clock: Clock, state: JobState) -> None:
+def test_purge_refuses_live_states(store: JobStore, clock: FakeClock, state: JobState) -> None:
     """purge refuses pending and running jobs and deletes nothing."""
     store.enqueue("t")
     with pytest.raises(admin.RefusedError, match="refusing"):

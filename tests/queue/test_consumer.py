@@ -194,11 +194,17 @@ def test_graceful_drain_lets_quick_jobs_finish_and_releases_the_rest(
 
 
 def test_run_stops_on_request_and_releases_running_jobs(
-    job_store: JobStore, registry: TaskRegistry, queue_settings: QueueSettings, blocker: Blocker
+    job_store: JobStore,
+    registry: TaskRegistry,
+    queue_settings: QueueSettings,
+    blocker: Blocker,
+    fake_clock: FakeClock,
 ) -> None:
     """run() in a thread stops soon after request_stop() and leaves no job running."""
     job = job_store.enqueue("block")
-    consumer = Consumer(job_store, registry, queue_settings, owner="test:2", stop_timeout_s=0.2)
+    consumer = Consumer(
+        job_store, registry, queue_settings, owner="test:2", stop_timeout_s=0.2, clock=fake_clock
+    )
     thread = threading.Thread(target=consumer.run)
     thread.start()
     wait_until(lambda: state_of(job_store, job.id) is JobState.RUNNING)

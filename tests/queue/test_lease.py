@@ -46,10 +46,10 @@ def test_claim_skips_jobs_not_yet_due_and_other_queues(
 
 
 def test_no_job_is_claimed_twice_by_four_processes(
-    job_store: JobStore, mongo_uri: str, db_name: str
+    live_store: JobStore, mongo_uri: str, db_name: str
 ) -> None:
     """Four processes claiming at once never get the same job while its lease is valid."""
-    jobs = job_store.enqueue_many([{"task": "t"} for _ in range(40)])
+    jobs = live_store.enqueue_many([{"task": "t"} for _ in range(40)])
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
     out = ctx.Queue()
@@ -68,7 +68,7 @@ def test_no_job_is_claimed_twice_by_four_processes(
     claimed = [job_id for result in results for job_id, _ in result]
     assert sorted(claimed) == sorted(j.id for j in jobs)  # each exactly once
     assert len({token for result in results for _, token in result}) == 40
-    assert job_store.jobs.count_documents({"state": "running", "attempts": 1}) == 40
+    assert live_store.jobs.count_documents({"state": "running", "attempts": 1}) == 40
 
 
 def test_expired_lease_is_rescued_and_counted(job_store: JobStore, fake_clock: FakeClock) -> None:

@@ -56,27 +56,27 @@ def start_consumer(
 
 
 def test_three_consumer_processes_run_every_job_exactly_once(
-    job_store: JobStore, mongo_uri: str, db_name: str, children: list[BaseProcess]
+    live_store: JobStore, mongo_uri: str, db_name: str, children: list[BaseProcess]
 ) -> None:
     """Three consumer processes draining one queue run each job once and archive all of them;
     SIGTERM stops each cleanly."""
-    jobs = job_store.enqueue_many([{"task": "record"} for _ in range(45)])
+    jobs = live_store.enqueue_many([{"task": "record"} for _ in range(45)])
     procs = [start_consumer(children, mongo_uri, db_name, f"proc:{i}") for i in range(3)]
-    wait_until(lambda: job_store.done.count_documents({}) == 45, timeout_s=120, what="drain")
+    wait_until(lambda: live_store.done.count_documents({}) == 45, timeout_s=120, what="drain")
     for proc in procs:
         assert proc.pid is not None
         os.kill(proc.pid, signal.SIGTERM)
     for proc in procs:
         proc.join(timeout=30)
         assert proc.exitcode == 0
-    runs = list(job_store.db["runs"].find())
+    runs = list(live_store.db["runs"].find())
     assert sorted(r["job_id"] for r in runs) == sorted(j.id for j in jobs)
-    assert job_store.jobs.count_documents({}) + job_store.backlog.count_documents({}) == 0
-    assert job_store.done.count_documents({"state": "succeeded", "attempts": 1}) == 45
+    assert live_store.jobs.count_documents({}) + live_store.backlog.count_documents({}) == 0
+    assert live_store.done.count_documents({"state": "succeeded", "attempts": 1}) == 45
 
 
 def test_a_sigkilled_consumers_job_is_rescued_after_its_lease_expires(
-    job_store: JobStore,
+    live_store: JobStore,
     queue_settings: QueueSettings,
     mongo_uri: str,
     db_name: str,
@@ -84,21 +84,21 @@ def test_a_sigkilled_consumers_job_is_rescued_after_its_lease_expires(
 ) -> None:
     """A consumer killed with SIGKILL mid-job stops heartbeating; once the 1 s lease expires
     another consumer claims the job as a rescue and completes it."""
-    job = job_store.enqueue("hang")
+    job = live_store.enqueue("hang")
     victim = start_consumer(children, mongo_uri, db_name, "victim:1", lease_s=1.0)
-    wait_until(lambda: job_store.db["runs"].count_documents({}) == 1, timeout_s=30, what="start")
+    wait_until(lambda: live_store.db["runs"].count_documents({}) == 1, timeout_s=30, what="start")
     assert victim.pid is not None
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(timeout=10)
     assert victim.exitcode == -signal.SIGKILL
-    running = job_store.get(job.id)
+    running = live_store.get(job.id)
     assert running is not None and running.lease_owner == "victim:1"
     registry = TaskRegistry()
     registry.task("hang")(lambda payload, ctx: "rescued")
     settings = QueueSettings(
         mongodb_uri=mongo_uri, mongodb_database=db_name, lease_s=1.0, heartbeat_s=0.3
     )
-    store = JobStore(job_store.db, settings)
+    store = JobStore(live_store.db, settings)
     rescuer = Consumer(store, registry, settings, owner="rescuer:1")
 
     def rescued() -> bool:
