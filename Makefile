@@ -31,6 +31,11 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory $(CLIENTS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The tests that need real seconds by nature (pytest -m slow; each says why); CI runs them too.
+.PHONY: test-slow
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check api queue_worker supervisor runtime tests scripts loadtests deploy
 	$(VENV)/bin/ruff format --check api queue_worker supervisor runtime tests scripts loadtests deploy

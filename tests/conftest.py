@@ -38,6 +38,15 @@ def mongo_uri() -> Iterator[str]:
         shutil.rmtree(data_root, ignore_errors=True)
 
 
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[localdb.LocalDB]:
+    """A local database server of this test's own, which it may kill, freeze and restart (on
+    its port and data directory: `localdb.start(port=own_server.port, data_dir=...)`)."""
+    server = localdb.start(data_dir=tmp_path / "db", log_path=tmp_path / "db.log")
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def mongo_client(mongo_uri: str) -> Iterator[MongoClient[dict[str, object]]]:
     client: MongoClient[dict[str, object]] = MongoClient(mongo_uri, tz_aware=True)

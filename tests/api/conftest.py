@@ -9,7 +9,8 @@ from typing import Any
 import localdb
 import pytest
 from aiosmtpd.controller import Controller
-from apihelpers import Clock, secret_env
+from apihelpers import AppFactory, Clock, secret_env
+from clocks import wall_clock
 from falcon import testing
 from mailhelpers import Mailbox
 from pymongo.database import Database
@@ -48,7 +49,7 @@ def settings() -> ApiSettings:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return wall_clock()
 
 
 @pytest.fixture
@@ -67,17 +68,39 @@ def job_store(db: Database[dict[str, Any]]) -> JobStore:
 
 
 @pytest.fixture
-def client(
-    settings: ApiSettings,
-    db: Database[dict[str, Any]],
-    job_store: JobStore,
-    clock: Clock,
-    metrics: ApiMetrics,
-) -> Iterator[testing.TestClient]:
-    pool = HashPool(2, metrics)
-    app = create_app(settings, db, job_store, clock=clock, metrics=metrics, hash_pool=pool)
-    yield testing.TestClient(app)
-    pool.close()
+def make_client(
+    settings: ApiSettings, db: Database[dict[str, Any]], job_store: JobStore, clock: Clock
+) -> Iterator[AppFactory]:
+    """The API tests' one app factory: a Falcon test client over `create_app` with this test's
+    settings, database, store and clock, each overridable (`make_client(other_settings,
+    store=..., metrics=...)`); every app gets fresh metrics unless given, and the hash pools
+    it made are closed after the test."""
+    pools: list[HashPool] = []
+
+    def make(
+        app_settings: ApiSettings | None = None,
+        *,
+        store: JobStore | None = None,
+        metrics: ApiMetrics | None = None,
+        hash_threads: int = 2,
+    ) -> testing.TestClient:
+        metrics = metrics if metrics is not None else ApiMetrics()
+        pools.append(HashPool(hash_threads, metrics))
+        app = create_app(
+            app_settings or settings, db, store or job_store, clock=clock, metrics=metrics,
+            hash_pool=pools[-1],
+        )  # fmt: skip
+        return testing.TestClient(app)
+
+    yield make
+    for pool in pools:
+        pool.close()
+
+
+@pytest.fixture
+def client(make_client: AppFactory, metrics: ApiMetrics) -> testing.TestClient:
+    """A test client over the app with this test's settings, store, clock and metrics."""
+    return make_client(metrics=metrics)
 
 
 @pytest.fixture

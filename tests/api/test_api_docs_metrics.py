@@ -5,12 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from apihelpers import bearer, signup
+from apihelpers import AppFactory, bearer, signup
 from falcon import testing
 from pymongo.database import Database
 
-from api.app import create_app
-from api.metrics import ApiMetrics
 from api.openapi import Operation, build_spec
 from api.settings import ApiSettings
 from queue_worker import JobStore
@@ -104,14 +102,14 @@ def test_metrics_exposes_the_catalogue_names(client: testing.TestClient) -> None
 
 
 def test_readiness_fails_when_the_database_refuses_writes(
-    settings: ApiSettings, db: Database, job_store: JobStore
+    make_client: AppFactory, settings: ApiSettings, db: Database, job_store: JobStore
 ) -> None:
     """/readyz answers 503 when the database answers but refuses writes (as with a full disk):
     here a real validator makes every write of the probe fail."""
     db.create_collection("api_health", validator={"$jsonSchema": {"required": ["never"]}})
-    api = testing.TestClient(create_app(settings, db, job_store, metrics=ApiMetrics()))
+    api = make_client()
     result = api.simulate_get("/readyz")
     assert (result.status_code, result.json["error"]["code"]) == (503, "service_unavailable")
     db.drop_collection("api_health")
-    fresh = testing.TestClient(create_app(settings, db, job_store, metrics=ApiMetrics()))
+    fresh = make_client()
     assert fresh.simulate_get("/readyz").status_code == 200

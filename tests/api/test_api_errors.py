@@ -6,13 +6,12 @@ from typing import Any
 
 import jwt
 import pytest
-from apihelpers import PASSWORD, bearer, signup
+from apihelpers import PASSWORD, AppFactory, bearer, signup
 from falcon import testing
 from pymongo import MongoClient
 from pymongo.database import Database
 
 from api.app import create_app
-from api.metrics import ApiMetrics
 from api.resources.accounts import client_ip
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings
@@ -141,11 +140,11 @@ class ExplodingJobStore(JobStore):
 
 
 def test_an_unexpected_error_is_a_generic_500_without_details(
-    settings: ApiSettings, db: Database, caplog: pytest.LogCaptureFixture
+    make_client: AppFactory, settings: ApiSettings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug is logged with its traceback server-side; the client sees only a request id."""
     store = ExplodingJobStore(db, QueueSettings.from_env({}))
-    client = testing.TestClient(create_app(settings, db, store, metrics=ApiMetrics()))
+    client = make_client(store=store)
     tokens = signup(client)
     result = client.simulate_get(
         "/jobs/6b059b67580172644f5dbbfa", headers=bearer(tokens["access_token"])

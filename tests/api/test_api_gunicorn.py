@@ -19,6 +19,7 @@ import pytest
 from apihelpers import PASSWORD, secret_env
 from apiserver import GUNICORN, ROOT, ApiServer, Response, start_api
 from pymongo.database import Database
+from waiting import wait_until
 
 from queue_worker.layout import JOBS
 
@@ -280,17 +281,13 @@ def wait_until_stopped(pid: int, timeout_s: float = 10.0) -> None:
 
 
 def test_a_stalled_database_gives_fast_503s_and_recovers(
-    mongo_env: dict[str, str], tmp_path: Path
+    mongo_env: dict[str, str], own_server: localdb.LocalDB
 ) -> None:
     """With the database frozen (SIGSTOP), /readyz and data routes answer 503 within about a
     second, also under concurrency; after SIGCONT the API is ready again."""
-    server_db = localdb.start(data_dir=tmp_path / "db", log_path=tmp_path / "db.log")
-    try:
-        env = {**mongo_env, "MONGODB_URI": server_db.uri("stall")}
-        api = start_api(env, workers=1, API_DB_TIMEOUT_MS="500", API_READY_TIMEOUT_MS="300")
-    except BaseException:
-        server_db.stop()
-        raise
+    server_db = own_server
+    env = {**mongo_env, "MONGODB_URI": server_db.uri("stall")}
+    api = start_api(env, workers=1, API_DB_TIMEOUT_MS="500", API_READY_TIMEOUT_MS="300")
     try:
         token = signup(api)["access_token"]
         assert api.request("GET", "/readyz").status == 200
@@ -304,15 +301,11 @@ def test_a_stalled_database_gives_fast_503s_and_recovers(
         assert results[0].json["error"]["code"] == "service_unavailable"
         assert elapsed < 30.0  # bounded, not piled up until the database returns
         server_db.process.send_signal(signal.SIGCONT)
-        deadline = time.monotonic() + 20
-        while api.request("GET", "/readyz").status != 200:
-            assert time.monotonic() < deadline, "API did not become ready again"
-            time.sleep(0.1)  # polling with a deadline
+        wait_until(lambda: api.request("GET", "/readyz").status == 200, what="ready again")
         assert api.request("GET", "/users/profile", headers=bearer(token)).status == 200
     finally:
         server_db.process.send_signal(signal.SIGCONT)
         api.stop()
-        server_db.stop()
 
 
 def test_logins_and_reads_all_succeed_while_bcrypt_queues(mongo_env: dict[str, str]) -> None:

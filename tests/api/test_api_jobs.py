@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apihelpers import PASSWORD, bearer, secret_env, signup, submitted_jobs
+from apihelpers import PASSWORD, AppFactory, bearer, secret_env, signup, submitted_jobs
 from falcon import testing
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from api.app import create_app
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from queue_worker import JobStore, QueueSettings, TaskRegistry
@@ -96,7 +95,7 @@ def test_jobs_require_an_access_token(client: testing.TestClient) -> None:
 
 
 def test_signup_survives_a_failed_enqueue_and_login_enqueues_the_welcome_later(
-    settings: ApiSettings, db: Database, job_store: JobStore
+    make_client: AppFactory, settings: ApiSettings, db: Database, job_store: JobStore
 ) -> None:
     """With the queue unreachable, sign-up still creates the account (201); the next login
     enqueues user.created, exactly once."""
@@ -104,10 +103,10 @@ def test_signup_survives_a_failed_enqueue_and_login_enqueues_the_welcome_later(
         "mongodb://127.0.0.1:1/?directConnection=true", serverSelectionTimeoutMS=100, timeoutMS=200
     )
     broken_queue = JobStore(dead["app"], QueueSettings.from_env({}))
-    down = testing.TestClient(create_app(settings, db, broken_queue, metrics=ApiMetrics()))
+    down = make_client(store=broken_queue)
     signup(down)
     assert db["users"].find_one()["welcome_enqueued"] is False
-    up = testing.TestClient(create_app(settings, db, job_store, metrics=ApiMetrics()))
+    up = make_client()
     for _ in range(2):
         result = up.simulate_post(
             "/users/login", json={"email": "ada@example.com", "password": PASSWORD}
@@ -129,7 +128,7 @@ def test_jobs_the_api_enqueues_get_their_tasks_declared_defaults(
 
 
 def test_a_submitted_task_lands_on_the_queue_its_task_declares(
-    settings: ApiSettings, db: Database, job_store: JobStore
+    make_client: AppFactory, settings: ApiSettings, db: Database, job_store: JobStore
 ) -> None:
     """A task declared on another queue is enqueued on that queue, where its consumers look,
     whoever enqueues it: here a client through POST /jobs."""
@@ -138,7 +137,7 @@ def test_a_submitted_task_lands_on_the_queue_its_task_declares(
     own.task("report.build", queue="reports", timeout_s=7)(lambda p, c: None)
     store = JobStore(db, job_store.settings, registry=own)
     allowed = dataclasses.replace(settings, submittable_tasks=frozenset({"report.build"}))
-    api = testing.TestClient(create_app(allowed, db, store, metrics=ApiMetrics()))
+    api = make_client(allowed, store=store)
     token = signup(api)["access_token"]
     result = api.simulate_post("/jobs", json={"task": "report.build"}, headers=bearer(token))
     assert result.status_code == 202
@@ -147,7 +146,11 @@ def test_a_submitted_task_lands_on_the_queue_its_task_declares(
 
 
 def test_a_bug_while_enqueueing_an_event_is_logged_and_counted_not_swallowed(
-    settings: ApiSettings, db: Database, job_store: JobStore, caplog: pytest.LogCaptureFixture
+    make_client: AppFactory,
+    settings: ApiSettings,
+    db: Database,
+    job_store: JobStore,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A programming error in the enqueue path (not a database outage) does not fail the
     sign-up, but is logged with its traceback and counted in api_event_errors_total."""
@@ -157,7 +160,7 @@ def test_a_bug_while_enqueueing_an_event_is_logged_and_counted_not_swallowed(
 
     job_store.enqueue = broken_enqueue  # type: ignore[method-assign]
     metrics = ApiMetrics()
-    api = testing.TestClient(create_app(settings, db, job_store, metrics=metrics))
+    api = make_client(metrics=metrics)
     with caplog.at_level(logging.ERROR, logger="api.auth"):
         signup(api)
     errors = [r for r in caplog.records if "enqueue of user.created failed" in r.getMessage()]
@@ -169,12 +172,12 @@ def test_a_bug_while_enqueueing_an_event_is_logged_and_counted_not_swallowed(
 
 
 def test_no_task_is_submittable_unless_the_deployment_names_it(
-    settings: ApiSettings, db: Database, job_store: JobStore
+    make_client: AppFactory, settings: ApiSettings, db: Database, job_store: JobStore
 ) -> None:
     """With API_SUBMITTABLE_TASKS unset, POST /jobs refuses every task, bench tasks included."""
     default = ApiSettings.from_env({k: v for k, v in secret_env().items()})
     assert default.submittable_tasks == frozenset()
-    api = testing.TestClient(create_app(default, db, job_store, metrics=ApiMetrics()))
+    api = make_client(default)
     token = signup(api)["access_token"]
     for task in ["bench.noop", "bench.sleep"]:
         result = submit(api, token, task=task)
@@ -191,12 +194,12 @@ def test_clients_cannot_jump_the_queue(client: testing.TestClient, db: Database)
 
 
 def test_a_user_past_the_active_job_limit_gets_429_until_jobs_finish(
-    settings: ApiSettings, db: Database, job_store: JobStore
+    make_client: AppFactory, settings: ApiSettings, db: Database, job_store: JobStore
 ) -> None:
     """With 3 pending or running jobs a user's next submission is 429 with Retry-After, while
     other users still submit; once a job is no longer pending or running, there is room."""
     limited = dataclasses.replace(settings, max_active_jobs_per_user=3)
-    api = testing.TestClient(create_app(limited, db, job_store, metrics=ApiMetrics()))
+    api = make_client(limited)
     token = signup(api)["access_token"]
     ids = [submit(api, token).json["id"] for _ in range(3)]
     refused = submit(api, token)
@@ -208,12 +211,12 @@ def test_a_user_past_the_active_job_limit_gets_429_until_jobs_finish(
 
 
 def test_a_retried_keyed_submission_at_the_active_job_limit_gets_its_own_job(
-    settings: ApiSettings, db: Database, job_store: JobStore
+    make_client: AppFactory, settings: ApiSettings, db: Database, job_store: JobStore
 ) -> None:
     """A client retrying POST /jobs with its idempotency key gets back the job the key already
     has (202, same id), even when that job fills the user's active-job limit; a new key is 429."""
     limited = dataclasses.replace(settings, max_active_jobs_per_user=1)
-    api = testing.TestClient(create_app(limited, db, job_store, metrics=ApiMetrics()))
+    api = make_client(limited)
     token = signup(api)["access_token"]
     first = submit(api, token, idempotency_key="order-1")
     assert first.status_code == 202

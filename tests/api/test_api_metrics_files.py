@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import re
 import signal
-import time
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]
 from apiserver import ApiServer, start_api
+from waiting import wait_until
 
 HEALTHZ = re.compile(
     r'http_requests_total\{method="GET",route="/healthz",status_class="2xx"\} (\S+)'
@@ -32,12 +32,7 @@ def _pids_with_files(metrics_dir: Path) -> set[int]:
     return {int(n) for n in names if n.isdigit()}
 
 
-def _wait(predicate: object, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)  # polling with a deadline
+# polling with a deadline
 
 
 def test_killed_workers_leave_no_files_and_their_requests_stay_counted(
@@ -55,11 +50,13 @@ def test_killed_workers_leave_no_files_and_their_requests_stay_counted(
             for pid in victims:
                 os.kill(pid, signal.SIGKILL)
             killed.update(victims)
-            _wait(
+            wait_until(
                 lambda: len(w := _workers(api)) == 2 and not killed & set(w),
-                "gunicorn to replace its workers",
+                what="gunicorn to replace its workers",
             )
-            _wait(lambda: not killed & _pids_with_files(api.metrics_dir), "dead pids' files")
+            wait_until(
+                lambda: not killed & _pids_with_files(api.metrics_dir), what="dead pids' files"
+            )
             assert _healthz_total(api) >= before  # never a reset
         assert _pids_with_files(api.metrics_dir) <= set(_workers(api)) | {api.process.pid}
         assert (api.metrics_dir / "counter_archive.db").exists()

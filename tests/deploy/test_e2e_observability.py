@@ -19,14 +19,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import localdb
 import pytest
@@ -42,23 +41,14 @@ from prom_harness import (
     start_prometheus,
     tool,
 )
+from waiting import wait_until
 
-T = TypeVar("T")
 API_WORKERS = 2
 CONSUMERS = 2
 PASSWORD = "plum-kettle-harbour-57"
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout_s: float = 30.0) -> T:
-    """Poll `check` until it returns a truthy value; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)  # polling real processes; the deadline bounds the wait
+# polling real processes; the deadline bounds the wait
 
 
 def http(
@@ -221,15 +211,17 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         api_url = f"http://127.0.0.1:{api_port}"
         supervisor_url = f"http://127.0.0.1:{supervisor_port}/metrics"
         try:
-            wait_for("the API to answer /healthz", lambda: http("GET", f"{api_url}/healthz")[0])
-            wait_for(
-                "the supervisor's consumers",
+            wait_until(
+                lambda: http("GET", f"{api_url}/healthz")[0], what="the API to answer /healthz"
+            )
+            wait_until(
                 lambda: f"supervisor_consumers_alive {CONSUMERS}.0" in scrape(supervisor_url),
+                what="the supervisor's consumers",
             )
             config = tmp / "prometheus.yml"
             _prometheus_config(config, api_port, supervisor_port)
             prometheus = start_prometheus(config, tmp / "prometheus-data")
-            wait_for("both targets up", lambda: _targets_up(prometheus) == 2)
+            wait_until(lambda: _targets_up(prometheus) == 2, what="both targets up")
             _drive(api_url, env, db, prometheus)
         except AssertionError as exc:
             raise AssertionError(
@@ -320,19 +312,23 @@ def _jobs(api_url: str, token: str, store: Any) -> None:
     _submit(api_url, token, "bench.noop", {}, delay_s=3600)  # stays pending (scheduled)
     too_late = store.enqueue("bench.noop", start_by=datetime.now(UTC) - timedelta(seconds=1))
     _jobs_succeed(store, ok)
-    wait_for("the late job to expire", lambda: _state(store, too_late.id) == "cancelled")
-    wait_for("the failing job to go dead", lambda: _state(store, failing) == "dead")
+    wait_until(lambda: _state(store, too_late.id) == "cancelled", what="the late job to expire")
+    wait_until(lambda: _state(store, failing) == "dead", what="the failing job to go dead")
     assert store.get(failing).dead_reason == "exhausted"
     # Only now: a crash releases (and counts a crash on) every job its process holds, so a job
     # sharing the consumer with the crasher twice would go dead as poison too.
     crashing = _submit(api_url, token, "bench.crash", {})
-    wait_for("the crashing job to go dead (poison)", lambda: _state(store, crashing) == "dead")
+    wait_until(
+        lambda: _state(store, crashing) == "dead", what="the crashing job to go dead (poison)"
+    )
     assert store.get(crashing).dead_reason == "poison"
 
 
 def _jobs_succeed(store: Any, job_ids: list[str]) -> None:
     for job_id in job_ids:
-        wait_for(f"job {job_id} to succeed", lambda j=job_id: _state(store, j) == "succeeded")
+        wait_until(
+            lambda j=job_id: _state(store, j) == "succeeded", what=f"job {job_id} to succeed"
+        )
 
 
 def _lease_owner_pid(store: Any, job_id: str) -> int | None:
@@ -347,32 +343,32 @@ def _frozen_consumer_is_rescued_and_fenced(api_url: str, token: str, store: Any)
     """Freeze the consumer running a job past its lease: another one rescues the job, and the
     frozen one's next write (heartbeat or completion) is fenced off once it thaws."""
     job_id = _submit(api_url, token, "bench.sleep", {"ms": 5000})
-    frozen = wait_for("the sleep job to be claimed", lambda: _lease_owner_pid(store, job_id))
+    frozen = wait_until(lambda: _lease_owner_pid(store, job_id), what="the sleep job to be claimed")
     os.kill(frozen, signal.SIGSTOP)
     try:
-        wait_for(
-            "another consumer to rescue the job",
+        wait_until(
             lambda: (_lease_owner_pid(store, job_id) or frozen) != frozen,
+            what="another consumer to rescue the job",
         )
     finally:
         os.kill(frozen, signal.SIGCONT)
-    wait_for("the rescued job to succeed", lambda: _state(store, job_id) == "succeeded")
+    wait_until(lambda: _state(store, job_id) == "succeeded", what="the rescued job to succeed")
 
 
 def _database_outage(api_url: str, db: localdb.LocalDB, prom: PrometheusServer) -> None:
     """Stop the database briefly: /readyz answers 503, and the exporter reports it cannot read."""
     db.stop()
-    wait_for("/readyz to fail", lambda: http("GET", f"{api_url}/readyz")[0] == 503)
-    wait_for("a 5xx from a database route", lambda: http(
+    wait_until(lambda: http("GET", f"{api_url}/readyz")[0] == 503, what="/readyz to fail")
+    wait_until(lambda: http(
         "POST", f"{api_url}/users/login", {"email": "x@example.com", "password": PASSWORD}
-    )[0] >= 500)  # fmt: skip
-    wait_for(
-        "Prometheus to see queue_stats_up == 0", lambda: _has_data(prom, "queue_stats_up == 0")
+    )[0] >= 500, what="a 5xx from a database route")  # fmt: skip
+    wait_until(
+        lambda: _has_data(prom, "queue_stats_up == 0"), what="Prometheus to see queue_stats_up == 0"
     )
     restarted = localdb.start(port=db.port, data_dir=db.data_dir)
     db.process = restarted.process
-    wait_for("/readyz to recover", lambda: http("GET", f"{api_url}/readyz")[0] == 200)
-    wait_for("queue stats to recover", lambda: _has_data(prom, "queue_stats_up == 1"))
+    wait_until(lambda: http("GET", f"{api_url}/readyz")[0] == 200, what="/readyz to recover")
+    wait_until(lambda: _has_data(prom, "queue_stats_up == 1"), what="queue stats to recover")
 
 
 def _has_data(prom: PrometheusServer, expr: str) -> bool:
@@ -405,7 +401,7 @@ def test_dashboard_query_returns_data(system: System, title: str, expr: str) -> 
         return any(value == value for value in _numbers(last))  # NaN != NaN
 
     try:
-        wait_for(f"data for {title!r}", answered, timeout_s=10)
+        wait_until(answered, timeout_s=10, what=f"data for {title!r}")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\nquery: {expr}\nlast answer: {last}") from None
 
@@ -432,7 +428,7 @@ def test_prometheus_loaded_every_alert_rule(system: System) -> None:
 def test_metrics_output_passes_promtool_check_metrics(system: System, role: str) -> None:
     """The role's /metrics text passes `promtool check metrics` (naming and format lint)."""
     url = f"{system.api_url}/metrics" if role == "api" else system.supervisor_metrics_url
-    text = wait_for(f"{role} /metrics to answer", lambda: scrape(url), timeout_s=10)
+    text = wait_until(lambda: scrape(url), timeout_s=10, what=f"{role} /metrics to answer")
     result = subprocess.run(
         [tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True,
         timeout=60,
@@ -458,7 +454,7 @@ def test_every_catalogued_metric_is_exported_with_samples(system: System, role: 
         return not missing
 
     try:
-        wait_for(f"every catalogued metric in {role} /metrics", complete, timeout_s=10)
+        wait_until(complete, timeout_s=10, what=f"every catalogued metric in {role} /metrics")
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {role} /metrics lacks samples of {missing}") from None
 
@@ -474,5 +470,5 @@ def test_dead_jobs_alert_fires_on_the_live_system(system: System) -> None:
             if alert["labels"]["alertname"] == "QueueDeadJobs" and alert["state"] == "firing"
         ]
 
-    alerts = wait_for("QueueDeadJobs to fire", firing, timeout_s=20)
+    alerts = wait_until(firing, timeout_s=20, what="QueueDeadJobs to fire")
     assert alerts[0]["labels"]["queue"] == "default"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
+from clocks import FakeClock
 from falcon import testing
 from pymongo.database import Database
 
@@ -31,17 +32,12 @@ def secret_env() -> dict[str, str]:
     }
 
 
-class Clock:
-    """A settable clock: tests move time instead of sleeping."""
+AppFactory = Callable[..., testing.TestClient]
+"""The `make_client` fixture's type (tests/api/conftest.py): the API tests' one app factory."""
 
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+Clock = FakeClock
+"""The API tests' clock: the shared fake clock, started at the real time (clocks.wall_clock),
+because PyJWT checks expiry against the real time too."""
 
 
 def signup(

@@ -29,3 +29,17 @@ def wall_clock() -> FakeClock:
     """A fake clock starting at the real time (for code that also checks real time, such as
     JWT expiry in a library), moved only by the test."""
     return FakeClock(datetime.now(UTC))
+
+
+class FakeMonotonic:
+    """A monotonic clock in seconds (time.monotonic's stand-in) that only the test moves."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now

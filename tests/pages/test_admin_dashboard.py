@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from apiserver import ROOT, start_api
 from browser import watch
 from playwright.sync_api import Browser, BrowserContext, Page
 from pymongo import MongoClient
+from waiting import wait_until
 
 from queue_worker import JobStore, QueueSettings
 from queue_worker.builtin import load_tasks
@@ -107,7 +107,9 @@ def test_the_overview_moves_while_jobs_run(system: dict[str, Any], context: Brow
     before = int(page.inner_text("#total-succeeded_1h"))
     system["store"].enqueue_many([{"task": "bench.noop"} for _ in range(5)])
     # The page's own script updates the figure (string evaluation is refused by the CSP).
-    wait_for(lambda: int(page.inner_text("#total-succeeded_1h")) >= before + 5, "the overview")
+    wait_until(
+        lambda: int(page.inner_text("#total-succeeded_1h")) >= before + 5, what="the overview"
+    )
     assert int(page.inner_text("#consumers")) >= 1
 
 
@@ -117,7 +119,7 @@ def test_search_open_and_retry_a_dead_job_then_bulk_retry_a_filter(
     """An operator finds a dead job by id and retries it; an admin bulk-retries a filter."""
     store: JobStore = system["store"]
     dead = [store.enqueue("bench.fail", {"tag": f"t{i}"}) for i in range(3)]
-    wait_for(lambda: all(store.get(j.id).state.value == "dead" for j in dead), "jobs to die")  # type: ignore[union-attr]
+    wait_until(lambda: all(store.get(j.id).state.value == "dead" for j in dead), what="jobs to die")  # type: ignore[union-attr]
     page = context.new_page()
     sign_in(page, system["base"], "operator")
     page.goto(f"{system['base']}/admin/jobs?q={dead[0].id}")
@@ -128,8 +130,8 @@ def test_search_open_and_retry_a_dead_job_then_bulk_retry_a_filter(
     page.click("#job-retry")
     page.wait_for_selector("#job-state")
     # Revived, run again and (bench.fail always fails) dead again: a later death, one retry.
-    wait_for(lambda: (job := store.get(dead[0].id)) is not None and job.state.value == "dead"
-             and job.finished_at != first_death, "the retried job to die again")  # fmt: skip
+    wait_until(lambda: (job := store.get(dead[0].id)) is not None and job.state.value == "dead"
+             and job.finished_at != first_death, what="the retried job to die again")  # fmt: skip
     retried = system["db"].admin_audit.find_one({"action": "job.retry", "target": dead[0].id})
     assert retried is not None and retried["email"] == "operator@example.com"
     page.click("text=Sign out")
@@ -158,17 +160,23 @@ def test_pausing_a_queue_stops_claims_until_it_resumes(
     page.goto(f"{system['base']}/admin/queues")
     page.click("#queue-default .queue-toggle")
     page.wait_for_selector("#queue-default .state:text('paused')")
-    wait_for(lambda: consumers_skip(system["db"], "default"), "every consumer to see the pause")
+    wait_until(
+        lambda: consumers_skip(system["db"], "default"), what="every consumer to see the pause"
+    )
     held = store.enqueue("bench.noop")
     later = store.enqueue("bench.noop", queue="other")
-    wait_for(lambda: store.get(later.id).state.value == "succeeded", "the unpaused queue's job")  # type: ignore[union-attr]
+    wait_until(
+        lambda: store.get(later.id).state.value == "succeeded", what="the unpaused queue's job"
+    )  # type: ignore[union-attr]
     assert store.get(held.id).state.value == "pending"  # type: ignore[union-attr]
     processes = f"{system['base']}/admin/processes"  # from the snapshot: up to 3 s behind
-    wait_for(lambda: page.goto(processes) and "paused: default" in page.inner_text("main"),
-             "the processes page to show the pause")  # fmt: skip
+    wait_until(
+        lambda: page.goto(processes) and "paused: default" in page.inner_text("main"),
+        what="the processes page to show the pause",
+    )
     page.goto(f"{system['base']}/admin/queues")
     page.click("#queue-default .queue-toggle")
-    wait_for(lambda: store.get(held.id).state.value == "succeeded", "the job after resume")  # type: ignore[union-attr]
+    wait_until(lambda: store.get(held.id).state.value == "succeeded", what="the job after resume")  # type: ignore[union-attr]
 
 
 def consumers_skip(db: Any, queue: str) -> bool:
@@ -238,13 +246,6 @@ def test_payload_scripts_are_text_and_injected_scripts_do_not_run(
     assert any("Content Security Policy" in line for line in problems.console), problems.console
 
 
-def wait_for(predicate: Any, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 PAGES = {
     "overview": ("/admin", "Overview"),
     "queues": ("/admin/queues", "Queues"),
@@ -269,10 +270,12 @@ def test_every_page_renders_for_an_admin_without_console_errors(
     system["store"].enqueue_many([{"task": "bench.noop", "queue": q} for q in ("default", "other")
                                   for _ in range(10)])  # fmt: skip
     failing = system["store"].enqueue("bench.fail", {"order": 1042, "api_key": "k-not-shown"})
-    wait_for(lambda: system["store"].get(failing.id).state.value == "dead", "a dead job")  # type: ignore[union-attr]
+    wait_until(lambda: system["store"].get(failing.id).state.value == "dead", what="a dead job")  # type: ignore[union-attr]
     overview = f"{system['base']}/admin"  # the consumers' counters reach it within ~10 s
-    wait_for(lambda: page.goto(overview) and int(page.inner_text("#total-succeeded_1h")) >= 20,
-             "the overview to count the finished jobs")  # fmt: skip
+    wait_until(
+        lambda: page.goto(overview) and int(page.inner_text("#total-succeeded_1h")) >= 20,
+        what="the overview to count the finished jobs",
+    )
     for name, (path, heading) in {**PAGES, "job": (f"/admin/jobs/{failing.id}", "Job")}.items():
         page.goto(f"{system['base']}{path}")
         assert page.inner_text("h1").startswith(heading), name

@@ -96,7 +96,7 @@ def test_ensure_indexes_is_idempotent_and_follows_a_retention_change(
     assert unique["unique"] is True
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the server's TTL monitor runs on its own real-time schedule (~60 s)
 def test_ttl_sweeper_removes_expired_finished_jobs(
     db: Database[Any], queue_settings: QueueSettings
 ) -> None:

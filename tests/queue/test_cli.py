@@ -7,14 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bson import ObjectId
 from pymongo.database import Database
+from waiting import wait_until
 
 from queue_worker.__main__ import main
 from queue_worker.layout import BACKLOG, DONE, IN_MOVE_ORDER, JOBS
@@ -32,15 +32,6 @@ def cli(env: Mapping[str, str], *args: str, check: bool = True) -> subprocess.Co
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S) -> None:
-    """Poll `predicate` until it holds, failing after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def job(db: Database[Any], job_id: str) -> dict[str, Any]:
@@ -124,8 +115,8 @@ def test_work_runs_jobs_and_drains_on_sigterm(
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: job(db, quick)["state"] == "succeeded", "the quick job to succeed")
-        wait_for(lambda: job(db, slow)["state"] == "running", "the slow job to start")
+        wait_until(lambda: job(db, quick)["state"] == "succeeded", what="the quick job to succeed")
+        wait_until(lambda: job(db, slow)["state"] == "running", what="the slow job to start")
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=DEADLINE_S) == 0
     finally:

@@ -8,6 +8,7 @@ import sys
 
 import psutil  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
+from waiting import wait_until
 
 from runtime.process_tree import ProcessTreeCollector
 
@@ -29,9 +30,14 @@ def test_tree_includes_live_children() -> None:
         [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
     )
     try:
+        kid = psutil.Process(child.pid)
+        wait_until(lambda: kid.memory_info().rss > 4 << 20, what="the child's interpreter")
+        own, kid_rss = psutil.Process().memory_info().rss, kid.memory_info().rss
+        own_fds, kid_fds = psutil.Process().num_fds(), kid.num_fds()
         assert sample(registry, "process_tree_processes") == alone + 1
-        assert sample(registry, "process_resident_memory_bytes") > 0
-        assert sample(registry, "process_open_fds") > 0
+        # The child's share is in the sums (a 1 MiB allowance for our own memory moving).
+        assert sample(registry, "process_resident_memory_bytes") >= own + kid_rss - (1 << 20)
+        assert sample(registry, "process_open_fds") >= own_fds + kid_fds - 2
         assert sample(registry, "process_start_time_seconds") == psutil.Process().create_time()
     finally:
         child.communicate(b"")

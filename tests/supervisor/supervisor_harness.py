@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import psutil  # type: ignore[import-untyped]
+from waiting import wait_until
 
 from queue_worker.job import JobState
 from queue_worker.store import JobStore
@@ -34,18 +33,6 @@ FAST_ENV = {
     "SUPERVISOR_GRACEFUL_TIMEOUT_S": "3",
     "SUPERVISOR_DB_WAIT_S": "5",
 }
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Supervisor:

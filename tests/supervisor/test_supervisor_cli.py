@@ -12,7 +12,8 @@ from pathlib import Path
 
 import localdb
 import psutil  # type: ignore[import-untyped]
-from supervisor_harness import ROOT, Supervisor, wait_until
+from supervisor_harness import ROOT, Supervisor
+from waiting import wait_until
 
 from supervisor.settings import OPTIONS, load_settings
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bson import ObjectId
-from supervisor_harness import Supervisor, pid_of_owner, wait_until
+from supervisor_harness import Supervisor, pid_of_owner
+from waiting import wait_until
 
 from queue_worker.job import DeadReason, Job, JobState
 from queue_worker.store import JobStore

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import localdb
-from supervisor_harness import Supervisor, pid_of_owner, scrape, state_of, wait_until
+from supervisor_harness import Supervisor, pid_of_owner, scrape, state_of
+from waiting import wait_until
 
 from queue_worker.job import JobState
 from queue_worker.store import JobStore
@@ -23,7 +24,8 @@ def test_metrics_show_depth_and_totals_that_match_the_database(
     done = [store.enqueue("bench.noop") for _ in range(6)]
     later = [store.enqueue("bench.noop", delay_s=3600) for _ in range(3)]
     # A queue nobody consumes, with a job due for two minutes already.
-    store.enqueue("bench.noop", queue="idle", run_at=datetime.now(UTC) - timedelta(minutes=2))
+    due_at = datetime.now(UTC) - timedelta(minutes=2)
+    store.enqueue("bench.noop", queue="idle", run_at=due_at)
     sup = start_supervisor("--workers", "2", "--metrics-port", str(port))
     sup.wait_children(2)
     wait_until(
@@ -31,12 +33,18 @@ def test_metrics_show_depth_and_totals_that_match_the_database(
         30,
         "jobs to succeed",
     )
+    before_scrape = datetime.now(UTC)
     samples = wait_until(lambda: _try_scrape(port), 15, "the metrics endpoint")
+    scraped = datetime.now(UTC)
     assert samples['queue_depth{queue="default",state="succeeded"}'] == len(done)
     assert samples['queue_depth{queue="default",state="pending"}'] == len(later)
     assert samples["queue_stats_up"] == 1
     assert samples['queue_oldest_due_job_age_seconds{queue="default"}'] == 0  # nothing due
-    assert 119 < samples['queue_oldest_due_job_age_seconds{queue="idle"}'] < 180
+    # The age is read at scrape time: between the job's due time and the two ends of the scrape
+    # (bounds from the clock, not from a guess at how slow the machine is).
+    age = samples['queue_oldest_due_job_age_seconds{queue="idle"}']
+    assert (before_scrape - due_at).total_seconds() - 0.01 <= age
+    assert age <= (scraped - due_at).total_seconds() + 0.01
     assert samples['queue_depth{queue="idle",state="pending"}'] == 1
     succeeded = sum(v for k, v in samples.items() if k.startswith("queue_jobs_succeeded_total{"))
     assert succeeded == len(done)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import localdb
 import psutil  # type: ignore[import-untyped]
-from supervisor_harness import Supervisor, scrape, wait_until
+from supervisor_harness import Supervisor, scrape
+from waiting import wait_until
 
 from queue_worker.store import JobStore
 

@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import localdb
 import pytest
 from pymongo import MongoClient
-from supervisor_harness import FAST_ENV, Supervisor, wait_until
+from supervisor_harness import FAST_ENV, Supervisor
+from waiting import wait_until
 
 from queue_worker.job import JobState
 from queue_worker.settings import QueueSettings
 from queue_worker.store import JobStore
 
 
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[localdb.LocalDB]:
-    """A database server of this test's own, which it may kill and restart."""
-    server = localdb.start(data_dir=tmp_path / "db", log_path=tmp_path / "db.log")
-    yield server
-    server.stop()
-
-
+@pytest.mark.slow  # the master judges liveness on the real clock: the outage must outlast it
 def test_consumers_outlive_a_database_outage_longer_than_the_hang_timeout(
     start_supervisor: Callable[..., Supervisor], own_server: localdb.LocalDB, tmp_path: Path
 ) -> None:
@@ -66,6 +60,7 @@ def test_consumers_outlive_a_database_outage_longer_than_the_hang_timeout(
             restarted.stop()
 
 
+@pytest.mark.slow  # the master judges liveness on the real clock: the stall must outlast it
 def test_a_stalled_database_neither_kills_consumers_nor_blames_their_jobs(
     start_supervisor: Callable[..., Supervisor], own_server: localdb.LocalDB
 ) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pymongo.database import Database
-from supervisor_harness import Supervisor, wait_until
+from supervisor_harness import Supervisor
+from waiting import wait_until
 
 from queue_worker.layout import IN_MOVE_ORDER, SCHEDULES
 from queue_worker.schedules.scheduler import key_for

@@ -6,7 +6,8 @@ import signal
 import time
 from collections.abc import Callable
 
-from supervisor_harness import Supervisor, state_of, wait_until
+from supervisor_harness import Supervisor, state_of
+from waiting import wait_until
 
 from queue_worker.job import JobState
 from queue_worker.store import JobStore

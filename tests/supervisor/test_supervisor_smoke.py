@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import localdb
 import psutil  # type: ignore[import-untyped]
-from supervisor_harness import Supervisor, scrape, wait_until
+from supervisor_harness import Supervisor, scrape
+from waiting import wait_until
 
 from queue_worker.job import JobState
 from queue_worker.store import JobStore

@@ -103,6 +103,16 @@ class UserCache:
                     self._entries.popitem(last=False)
         return doc
 
+    @property
+    def stream_starts(self) -> int:
+        """How many times the stream has started (each start empties the cache)."""
+        return self._epoch
+
+    @property
+    def collection(self) -> str:
+        """The watched collection's full name (database.collection)."""
+        return self._users.full_name
+
     def forget(self, user_id: ObjectId) -> None:
         """The user document changed: drop it, and keep any read under way from caching it."""
         with self._lock:
