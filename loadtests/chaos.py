@@ -52,7 +52,8 @@ COUNT_NEAR_MARK_S = 0.1
 NEAR_MARK = 0.2
 REPORT_EVERY_S = 10.0
 ENQUEUE_BATCH = 200
-SCHEDULER_BOOT_S = 5.0  # ticks are counted from when the supervisor's scheduler is surely up
+MIN_TICKS = 5  # the run goes on until the schedule has dealt with this many ticks
+TICKS_WAIT_S = 120.0  # a bound on a hang, not an expectation
 
 
 @dataclass
@@ -267,6 +268,23 @@ class ChaosRun:
             return False
         return True
 
+    def wait_for_ticks(self, n: int) -> tuple[datetime, datetime]:
+        """Wait (on the stored cursor, not the clock) until the schedule has dealt with `n`
+        ticks since its first; return the first tick and the last dealt with. The window comes
+        from the schedule itself, so a slow scheduler boot is not counted as missed ticks."""
+        deadline = time.monotonic() + TICKS_WAIT_S
+        while True:
+            doc = self.db["schedules"].find_one({"_id": CHAOS_SCHEDULE}) or {}
+            first = doc.get("created_at")
+            cursor = doc.get("next_tick")
+            if first is not None and cursor is not None:
+                first_tick = first.replace(microsecond=0) + timedelta(seconds=1)
+                if cursor - first_tick >= timedelta(seconds=n):
+                    return first_tick, cursor - timedelta(seconds=1)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the schedule did not reach {n} ticks: {doc}")
+            time.sleep(0.2)  # polling the cursor with a deadline
+
     def schedule_ticks(self, start: datetime, end: datetime) -> dict[str, int]:
         """Count the schedule's ticks in [start, end]: expected (whole seconds), enqueued (with a
         job), duplicated (a key with two jobs), missed (no job)."""
@@ -278,7 +296,7 @@ class ChaosRun:
         keys: dict[str, int] = {}
         for key in by_id.values():
             keys[key] = keys.get(key, 0) + 1
-        first = start.replace(microsecond=0) + timedelta(seconds=1)
+        first = start
         expected = [
             key_for(CHAOS_SCHEDULE, first + timedelta(seconds=n))
             for n in range(int((end - first).total_seconds()) + 1)
@@ -309,9 +327,8 @@ def run(config: ChaosConfig) -> tuple[Verdict, dict[str, Any]]:
         print(f"enqueued {len(ids)} jobs (poison job {poison_id})", flush=True)
         chaos.started = time.monotonic()
         chaos.start_supervisor()
-        ticks_from = datetime.now(UTC) + timedelta(seconds=SCHEDULER_BOOT_S)
         chaos.drive(len(ids))
-        ticks_to = datetime.now(UTC) - timedelta(seconds=1)
+        ticks_from, ticks_to = chaos.wait_for_ticks(MIN_TICKS)
         wall_s = chaos.timeline.finished_s or chaos.elapsed()
         assert chaos.supervisor is not None
         chaos.timeline.final_exit_code = chaos.supervisor.stop(config.graceful_timeout_s + 10)
