@@ -11,31 +11,35 @@ in the worker process; tests pass a fresh database and a real JobStore.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import falcon
-import pymongo
 from bson import ObjectId
 from pymongo.database import Database
-from pymongo.errors import PyMongoError
 
 from api import admin
 from api.admin.audit import AuditLog
 from api.admission import Admission
 from api.auth.context import AuthContext
 from api.auth.passwords.hashing import HashPool, PasswordHasher
+from api.auth.policies import rate_limit_policies
 from api.auth.steps.events import AccountEvents
+from api.auth.steps.eviction import evict_beyond_cap
 from api.auth.stores.account_tokens import AccountTokens
-from api.auth.stores.limits import Action, Backoff, Policy, RateLimits, Window
+from api.auth.stores.ledger import LoginLedger
+from api.auth.stores.limits import RateLimits
+from api.auth.stores.mfa import MfaStore
 from api.auth.stores.security_log import SecurityLog
 from api.auth.stores.sessions import SessionStore
 from api.auth.stores.user_cache import UserCache
 from api.auth.stores.users import COLLECTION as USERS
 from api.auth.stores.users import UserStore
 from api.auth.tokens.codec import TokenCodec
+from api.auth.tokens.totp import TotpKeys
 from api.errors import handle_error
+from api.indexes import IndexKeeper
 from api.metrics import ApiMetrics
 from api.middleware import (
     AuthMiddleware,
@@ -47,7 +51,7 @@ from api.middleware import (
 )
 from api.openapi import build_spec
 from api.pages import StaticResource
-from api.pages.account import ResetPasswordPage, VerifyEmailPage
+from api.pages.account import ResetPasswordPage, SecurityPage, VerifyEmailPage
 from api.resources.accounts import (
     LoginResource,
     LogoutResource,
@@ -67,6 +71,13 @@ from api.resources.me import (
     SessionResource,
     SessionsResource,
 )
+from api.resources.mfa import (
+    MfaLoginResource,
+    MfaResource,
+    RecoveryCodesResource,
+    TotpConfirmResource,
+    TotpEnrolmentResource,
+)
 from api.resources.recovery import (
     ForgotPasswordResource,
     ResetPasswordResource,
@@ -84,27 +95,6 @@ API_VERSION = "1.0.0"
 def utcnow() -> datetime:
     """Return the current time, timezone-aware UTC."""
     return datetime.now(UTC)
-
-
-def rate_limit_policies(settings: ApiSettings) -> dict[Action, Policy]:
-    """Return the policy of every rate-limited action, from the settings."""
-    return {
-        Action.SIGNUP: Window(settings.signup_max_per_ip, settings.signup_window_s),
-        Action.LOGIN_PAIR: Backoff(
-            free=settings.login_free_failures,
-            base_s=1.0,
-            cap_s=settings.login_backoff_cap_s,
-            forget_s=settings.login_account_window_s,
-        ),
-        Action.LOGIN_IP: Window(settings.login_max_failures_per_ip, settings.login_window_s),
-        Action.LOGIN_ACCOUNT: Window(
-            settings.login_max_failures_per_account, settings.login_account_window_s
-        ),
-        Action.VERIFY_RESEND: Window(1, settings.accounts.verify_cooldown_s),
-        Action.FORGOT_CLIENT: Window(settings.accounts.forgot_max_per_ip, 60),
-        Action.FORGOT_ADDRESS: Window(settings.accounts.forgot_max_per_address, 3600),
-        Action.NEW_DEVICE_MAIL: Window(1, 3600),
-    }
 
 
 def create_app(
@@ -126,9 +116,11 @@ def create_app(
     limits = RateLimits(db, rate_limit_policies(settings))
     tokens = AccountTokens(db, settings.accounts.token_keys)
     security = SecurityLog(db)
-    _ensure_indexes(
-        (users, sessions, limits, tokens, security, AuditLog(db)), settings.ready_timeout_s
+    mfa = MfaStore(db)
+    indexes = IndexKeeper(
+        (users, sessions, limits, tokens, security, mfa, AuditLog(db)), settings.ready_timeout_s
     )
+    indexes.ensure()
     pool = hash_pool or HashPool(settings.hash_threads, metrics, niceness=settings.hash_niceness)
     user_cache = None
     if settings.auth_cache_size:
@@ -157,6 +149,7 @@ def create_app(
             audience=settings.jwt_audience,
             leeway_s=settings.jwt_leeway_s,
             signing_keys=settings.jwt_signing_keys,
+            hs256_grace_s=settings.access_ttl_s + settings.jwt_leeway_s,
         ),
         events=AccountEvents(job_store, users, admission, metrics),
         tokens=tokens,
@@ -165,7 +158,13 @@ def create_app(
         admission=admission,
         metrics=metrics,
         clock=clock,
+        mfa=mfa,
+        totp_keys=TotpKeys(settings.mfa_keys),
+        ledger=LoginLedger(
+            limits, security, clock, flush_every_s=settings.login_ledger_flush_ms / 1000
+        ),
     )
+    auth.ledger.on_eviction(lambda user_ids: _ignore(evict_beyond_cap(auth, user_ids)))
     middleware: list[Any] = [
         TurnTakingMiddleware(),
         RequestIdMiddleware(),
@@ -180,6 +179,7 @@ def create_app(
     routes: list[tuple[str, object]] = [
         ("/users/signup", SignupResource(auth)),
         ("/users/login", LoginResource(auth)),
+        ("/users/login/mfa", MfaLoginResource(auth)),
         ("/users/refresh", RefreshResource(auth)),
         ("/users/logout", LogoutResource(auth)),
         ("/users/logout-all", LogoutResource(auth, everywhere=True)),
@@ -193,12 +193,16 @@ def create_app(
         ("/users/me/sessions/{session_id}", SessionResource(auth)),
         ("/users/me/reauthenticate", ReauthenticateResource(auth)),
         ("/users/me/security-events", SecurityEventsResource(auth)),
+        ("/users/me/mfa", MfaResource(auth)),
+        ("/users/me/mfa/totp", TotpEnrolmentResource(auth)),
+        ("/users/me/mfa/totp/confirm", TotpConfirmResource(auth)),
+        ("/users/me/mfa/recovery-codes", RecoveryCodesResource(auth)),
         ("/users/{user_id}", PublicUserResource(users, admission)),
         ("/jobs", JobsResource(job_store, settings, admission)),
         ("/jobs/{job_id}", JobResource(job_store, admission)),
         ("/.well-known/jwks.json", JwksResource(auth.codec, clock)),
         ("/healthz", HealthResource()),
-        ("/readyz", ReadyResource(db, settings.ready_timeout_s, metrics)),
+        ("/readyz", ReadyResource(db, settings.ready_timeout_s, metrics, indexes)),
         ("/metrics", MetricsResource(metrics, settings.metrics_multiproc_dir)),
     ]
     for path, resource in routes:
@@ -211,6 +215,7 @@ def create_app(
     app.add_route("/docs", DocsPageResource())
     app.add_route("/account/reset-password", ResetPasswordPage())
     app.add_route("/account/verify-email", VerifyEmailPage())
+    app.add_route("/account/security", SecurityPage())
     app.add_route("/static/{name}", StaticResource())
     if settings.admin_enabled:
         admin.mount(app, auth, job_store)
@@ -218,16 +223,5 @@ def create_app(
     return app
 
 
-class _Indexed(Protocol):
-    def ensure_indexes(self) -> None: ...
-
-
-def _ensure_indexes(stores: Iterable[_Indexed], timeout_s: float) -> None:
-    # A database that is down at start must not stop the app from serving /healthz or 503s;
-    # the unique email index is re-tried before every sign-up until it exists.
-    try:
-        with pymongo.timeout(timeout_s):
-            for store in stores:
-                store.ensure_indexes()
-    except PyMongoError as exc:
-        log.warning("could not create indexes at start: %s", type(exc).__name__)
+def _ignore(_: object) -> None:
+    """Drop a value a callback returns (the ledger's eviction wants none)."""

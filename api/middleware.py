@@ -127,14 +127,21 @@ class SecurityHeadersMiddleware:
         resp.set_headers(DOCS_HEADERS if is_docs_asset else API_HEADERS)
 
 
+DRAIN_MAX_BYTES = 16 << 20  # a refused body this large is still read, to answer it cleanly
+
+
 class BodyMiddleware:
     """Read the request body up front, at most `max_bytes` (413), and only as JSON (415).
 
     A chunked body has no Content-Length, so it is read in pieces and refused as soon as it
-    passes the limit; the rest is never buffered. The whole body must arrive within
-    `timeout_s` (one deadline per request, not per byte: a client trickling a byte every few
-    seconds is cut off with 408 and the connection closed). A body the server cannot parse (a
-    malformed chunk size, a client gone mid-body) is the client's error: 400, no traceback.
+    passes the limit; the rest is never buffered. A refused body of up to DRAIN_MAX_BYTES is
+    still read (and thrown away) within the body deadline before the 413 goes out: a server that
+    answers and closes while the client is still writing makes the client's kernel see a reset,
+    and the client a broken pipe instead of the 413 (nginx's lingering close, in short). The
+    whole body must arrive within `timeout_s` (one deadline per request, not per byte: a client
+    trickling a byte every few seconds is cut off with 408 and the connection closed). A body
+    the server cannot parse (a malformed chunk size, a client gone mid-body) is the client's
+    error: 400, no traceback.
     """
 
     def __init__(self, max_bytes: int, timeout_s: float = 10.0) -> None:
@@ -148,6 +155,7 @@ class BodyMiddleware:
         length = req.content_length
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         if length is not None and length > self._max_bytes:
+            self._drain(req.stream, length)
             raise PayloadTooLarge()
         if not length and not chunked:
             return
@@ -177,8 +185,23 @@ class BodyMiddleware:
             total += len(chunk)
             remaining -= len(chunk)
             if total > self._max_bytes:
+                self._drain(stream, None if length is None else length - total)
                 raise PayloadTooLarge()
         return b"".join(parts)
+
+    def _drain(self, stream: Any, left: int | None) -> None:
+        """Read and drop the rest of a refused body (at most DRAIN_MAX_BYTES, within the body
+        deadline), so the client reads our 413 instead of a reset; give up quietly."""
+        budget = DRAIN_MAX_BYTES if left is None else min(left, DRAIN_MAX_BYTES)
+        try:
+            with body_deadline(self._timeout_s):
+                while budget > 0:
+                    chunk = stream.read(min(_READ_CHUNK, budget))
+                    if not chunk:
+                        return
+                    budget -= len(chunk)
+        except (BodyTimeout, ParseException, OSError):
+            return
 
     @staticmethod
     def _require_type(req: falcon.Request) -> None:

@@ -45,7 +45,7 @@ class Operation:
     summary: str
     tag: str
     ok_status: int = 200
-    response: type | None = None
+    response: Any = None  # a type, or a tuple of types (one of them)
     request: type | None = None
     request_required: bool = True
     bearer: bool = False
@@ -90,7 +90,8 @@ def build_spec(routes: Sequence[tuple[str, object]], *, title: str, version: str
 def _models(ops: Any) -> list[type]:
     models: list[type] = [ErrorResponse]
     for op in ops:
-        for model in (op.request, op.response):
+        responses = op.response if isinstance(op.response, tuple) else (op.response,)
+        for model in (op.request, *responses):
             if model is not None and model not in models:
                 models.append(model)
     return models
@@ -100,7 +101,10 @@ def _operation(
     path: str, method: str, op: Operation, schema_of: Mapping[type, Any]
 ) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": op.summary}
-    if op.response is not None:
+    if isinstance(op.response, tuple):
+        one_of = [schema_of[model] for model in op.response]
+        ok["content"] = {op.content_type: {"schema": {"oneOf": one_of}}}
+    elif op.response is not None:
         ok["content"] = {op.content_type: {"schema": schema_of[op.response]}}
     elif op.content_type != "application/json":
         ok["content"] = {op.content_type: {"schema": {"type": "string"}}}

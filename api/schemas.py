@@ -86,6 +86,29 @@ class ReauthenticateRequest(Strict):
     password: AnyPassword
 
 
+OtpCode = Annotated[str, msgspec.Meta(min_length=6, max_length=12, pattern=r"^[0-9 ]+$")]
+RecoveryCode = Annotated[
+    str, msgspec.Meta(min_length=10, max_length=32, pattern=r"^[A-Za-z0-9 -]+$")
+]
+
+
+class MfaConfirmRequest(Strict):
+    code: OtpCode
+
+
+class MfaCodeRequest(Strict):
+    """A second-factor step: a code from the authenticator, or one recovery code."""
+
+    code: OtpCode | None = None
+    recovery_code: RecoveryCode | None = None
+
+
+class MfaLoginRequest(Strict):
+    mfa_token: Token
+    code: OtpCode | None = None
+    recovery_code: RecoveryCode | None = None
+
+
 class JobRequest(Strict):
     FREE_FORM = frozenset({"payload"})
 
@@ -101,6 +124,37 @@ class TokenResponse(msgspec.Struct):
     refresh_token: str
     expires_in: int
     token_type: str = "Bearer"
+
+
+class MfaChallengeResponse(msgspec.Struct):
+    """A right password of an account with a second factor: no tokens yet; send a code with
+    `mfa_token` to POST /users/login/mfa within `expires_in` seconds."""
+
+    mfa_token: str
+    expires_in: int
+    mfa_required: bool = True
+
+
+class MfaEnrolment(msgspec.Struct):
+    """A pending second factor: add it to an authenticator (scan the QR code, or type the
+    secret), then confirm with one of its codes."""
+
+    otpauth_uri: str
+    secret: str
+    qr_svg: str
+
+
+class MfaStatus(msgspec.Struct):
+    """Whether the caller's second factor is on, and how many recovery codes are unused."""
+
+    enabled: bool
+    recovery_codes_left: int
+
+
+class RecoveryCodes(msgspec.Struct):
+    """Single-use codes for when the authenticator is lost: shown this once, stored hashed."""
+
+    recovery_codes: list[str]
 
 
 class ProfileResponse(msgspec.Struct):

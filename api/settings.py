@@ -35,6 +35,7 @@ class AccountSettings:
     public_url: str = "http://127.0.0.1:8000"
     links_url: str = ""  # empty: the API's own pages, {public_url}/account
     verify_cooldown_s: int = 60
+    verify_max_per_day: int = 5
     forgot_max_per_ip: int = 20
     forgot_max_per_address: int = 3
 
@@ -82,6 +83,12 @@ ACCOUNT_OPTIONS: tuple[Option[Any], ...] = (
         "least time between two verification mails",
     ),
     Option(
+        "API_VERIFY_MAX_PER_DAY",
+        "verify_max_per_day",
+        envspec.integer(1, 1000),
+        "verification mails one account may ask for in any 24 hours",
+    ),
+    Option(
         "API_FORGOT_MAX_PER_IP",
         "forgot_max_per_ip",
         envspec.integer(1, 10**6),
@@ -104,6 +111,9 @@ class ApiSettings:
     jwt_active_kid: str
     password_pepper: bytes
     accounts: AccountSettings
+    # Keys sealing second-factor secrets (first kid active), from API_MFA_KEYS.
+    mfa_keys: Mapping[str, bytes] = field(default_factory=dict)
+    mfa_issuer: str = "jobauth"
     jwt_issuer: str = "jobauth"
     jwt_audience: str = "jobauth-api"
     jwt_leeway_s: int = 30
@@ -122,7 +132,12 @@ class ApiSettings:
     login_free_failures: int = 5
     login_backoff_cap_s: int = 900
     login_max_failures_per_account: int = 100
+    login_max_failures_per_known_network: int = 100
     login_account_window_s: int = 86400
+    refresh_grace_s: int = 10
+    login_ledger_flush_ms: int = 500  # 0: a login's bookkeeping is written at once
+    max_sessions_per_user: int = 50
+    admin_recent_signin_s: int = 900
     signup_window_s: int = 3600
     signup_max_per_ip: int = 20
     # Tasks clients may submit through POST /jobs: none unless a deployment names them.
@@ -146,6 +161,10 @@ class ApiSettings:
         for kid, secret in self.jwt_keys.items():
             _checked(f"API_JWT_KEYS[{kid}]", secret)
         _checked("API_PASSWORD_PEPPER", self.password_pepper)
+        if not self.mfa_keys:
+            raise SettingsError("API_MFA_KEYS is not set")
+        for kid, secret in self.mfa_keys.items():
+            _checked(f"API_MFA_KEYS[{kid}]", secret)
         if not 4 <= self.bcrypt_cost <= 31:
             raise SettingsError("API_BCRYPT_COST must be between 4 and 31")
 
@@ -153,7 +172,7 @@ class ApiSettings:
     def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
         """Build settings from environment variables; raise SettingsError on a bad value."""
         values = envspec.read(OPTIONS, env)
-        for required in ("API_JWT_KEYS", "API_PASSWORD_PEPPER"):
+        for required in ("API_JWT_KEYS", "API_PASSWORD_PEPPER", "API_MFA_KEYS"):
             if not env.get(required, "").strip():
                 raise SettingsError(f"{required} is not set")
         values.setdefault("jwt_active_kid", next(iter(values["jwt_keys"])))
@@ -193,6 +212,14 @@ OPTIONS: tuple[Option[Any], ...] = (
         "<published>.<base64url P-256 key>,...",
         secret=True,
     ),
+    Option(
+        "API_MFA_KEYS",
+        "mfa_keys",
+        parse_keyring,
+        "kid:base64secret,... keys sealing second-factor secrets; the first is active",
+        secret=True,
+    ),
+    Option("API_MFA_ISSUER", "mfa_issuer", envspec.text, "name authenticator apps show"),
     Option("API_JWT_ISSUER", "jwt_issuer", envspec.text, "`iss` claim"),
     Option("API_JWT_AUDIENCE", "jwt_audience", envspec.text, "`aud` claim"),
     Option("API_JWT_LEEWAY_S", "jwt_leeway_s", _int(0, 300), "clock-skew leeway"),
@@ -223,6 +250,36 @@ OPTIONS: tuple[Option[Any], ...] = (
         "login_max_failures_per_account",
         _int(1, 10**6),
         "consecutive failures of one account before only its known networks may try",
+    ),
+    Option(
+        "API_LOGIN_MAX_FAILURES_PER_KNOWN_NETWORK",
+        "login_max_failures_per_known_network",
+        _int(1, 10**6),
+        "failures of one account from its own networks before even they must wait",
+    ),
+    Option(
+        "API_REFRESH_GRACE_S",
+        "refresh_grace_s",
+        _int(0, 60),
+        "a just-rotated refresh token presented again this soon gets the same new pair",
+    ),
+    Option(
+        "API_LOGIN_LEDGER_FLUSH_MS",
+        "login_ledger_flush_ms",
+        _int(0, 60_000),
+        "how often a worker writes its logins' bookkeeping in bulk (0: at once)",
+    ),
+    Option(
+        "API_MAX_SESSIONS_PER_USER",
+        "max_sessions_per_user",
+        _int(1, 10**4),
+        "live sessions per account; the oldest beyond are ended",
+    ),
+    Option(
+        "API_ADMIN_RECENT_SIGNIN_S",
+        "admin_recent_signin_s",
+        _int(60, 86400),
+        "how recent a dashboard sign-in must be for role changes and bulk deletes",
     ),
     Option(
         "API_LOGIN_ACCOUNT_WINDOW_S",

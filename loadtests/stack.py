@@ -44,6 +44,7 @@ def api_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "API_JWT_KEYS": f"load:{random_secret()}",
         "API_PASSWORD_PEPPER": random_secret(),
         "API_ACCOUNT_TOKEN_KEYS": f"load:{random_secret()}",
+        "API_MFA_KEYS": f"load:{random_secret()}",
         "QUEUE_ENABLE_BENCH_TASKS": "1",
         "API_SUBMITTABLE_TASKS": "bench.noop,bench.sleep",
         # All load comes from one loopback address: per-IP limits (there against one abusive

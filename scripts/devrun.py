@@ -153,6 +153,7 @@ DEV_SECRETS: dict[str, Callable[[], str]] = {
     "API_JWT_ACTIVE_KID": lambda: "dev1",
     "API_PASSWORD_PEPPER": _secret,
     "API_ACCOUNT_TOKEN_KEYS": lambda: f"dev1:{_secret()}",
+    "API_MFA_KEYS": lambda: f"dev1:{_secret()}",
     # ES256 access tokens, verifiable from /.well-known/jwks.json (api/auth/tokens/signing_keys.py).
     "API_JWT_SIGNING_KEYS": _signing_key,
 }

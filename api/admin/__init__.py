@@ -32,7 +32,7 @@ def mount(app: falcon.App[Any, Any], auth: AuthContext, store: JobStore) -> Admi
     audit = AuditLog(auth.db)
     admin = Admin(
         auth=auth,
-        gate=Gate(auth),
+        gate=Gate(auth, audit),
         store=store,
         audit=audit,
         snapshot=Snapshot(store, auth.clock),
@@ -55,6 +55,7 @@ def mount(app: falcon.App[Any, Any], auth: AuthContext, store: JobStore) -> Admi
         ("/admin/audit", pages.AuditPage(admin)),
         ("/admin/users", pages.UsersPage(admin)),
         ("/admin/users/role", actions.RoleAction(admin)),
+        ("/admin/users/sessions", actions.UserSessionsAction(admin)),
     ]
     for path, resource in routes:
         app.add_route(path, resource)

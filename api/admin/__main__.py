@@ -4,19 +4,24 @@
     revoke EMAIL
     list
 
-Exit codes: 0 done; 1 no such account; 2 bad arguments. Reads MONGODB_URI / MONGODB_DATABASE.
+A grant needs an address its owner verified. Every change is written to the dashboard's audit
+log as done by `cli:<the shell user>`. Exit codes: 0 done; 1 no such account or an unverified
+address; 2 bad arguments. Reads MONGODB_URI / MONGODB_DATABASE.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
+from api.admin.audit import AuditLog
 from api.admin.roles import Role
 from api.auth.addresses import lookup_key
-from api.auth.stores.users import UserStore
+from api.auth.stores.users import RoleChange, UserStore
 from queue_worker.connection import connect, database
 from queue_worker.settings import QueueSettings
 
@@ -40,9 +45,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
                 print(f"{user['email']}\t{user['role']}")
             return 0
         role = args.role.label if args.command == "grant" else None
-        if not users.set_role(lookup_key(args.email), role):
-            print(f"error: no account with the address {args.email!r}", file=sys.stderr)
+        email = lookup_key(args.email)
+        outcome = users.set_role(email, role)
+        if outcome is not RoleChange.DONE:
+            print(f"error: {outcome.message(args.email)}", file=sys.stderr)
             return 1
+        AuditLog(users.db).record(
+            at=datetime.now(UTC), email=f"cli:{getpass.getuser()}", action="user.role",
+            target=f"{email} → {role or 'none'}",
+        )  # fmt: skip
         print(f"{args.email}: {role or 'no role'}")
         return 0
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import falcon
+import msgspec
 from bson import ObjectId
 from bson.errors import InvalidId
 
@@ -17,7 +18,12 @@ from api.admin.pages import _safe_next, job_filter
 from api.admin.roles import Role
 from api.admin.views import redirect, render
 from api.auth.addresses import lookup_key
-from api.errors import ApiError
+from api.auth.steps.notices import record_event
+from api.auth.steps.revocation import end_all_sessions
+from api.auth.stores.security_log import EventType
+from api.auth.stores.users import RoleChange
+from api.errors import ApiError, ValidationFailed
+from api.schemas import MfaLoginRequest
 from queue_worker import admin as queue_admin
 from queue_worker.controls import Controls
 from queue_worker.schedules import registry as schedules
@@ -32,30 +38,55 @@ JOB_VERBS = {"retry": Role.OPERATOR, "cancel": Role.OPERATOR, "run-now": Role.OP
 
 class LoginPage(AdminResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        render(resp, "login.html", user=None, next=_safe_next(req.get_param("next")), error="")
+        render(resp, "login.html", user=None, next=_safe_next(req.get_param("next")), error="",
+               mfa_token="")  # fmt: skip
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         sign_in(self.admin, req, resp)
 
 
 def sign_in(admin: Admin, req: falcon.Request, resp: falcon.Response) -> None:
-    """POST /admin/login: the account's email and password; a role is required."""
+    """POST /admin/login, in two steps: the email and password, then (with the step's
+    mfa_token) a code or a recovery code; a role and a second factor are required."""
     fields = form(req)
     target = _safe_next(fields.get("next"))
+    token = fields.get("mfa_token", "")
     if not admin.gate.same_origin(req):
-        render(resp, "login.html", 403, user=None, next=target,
+        render(resp, "login.html", 403, user=None, next=target, mfa_token="",
                error="This sign-in did not come from the dashboard's own page.")  # fmt: skip
         return
     try:
-        admin.gate.sign_in(req, resp, fields.get("email", ""), fields.get("password", ""))
+        if token:
+            admin.gate.complete(req, resp, _code_step(fields))
+        else:
+            step = admin.gate.sign_in(
+                req, resp, fields.get("email", ""), fields.get("password", "")
+            )
+            render(resp, "login.html", user=None, next=target, error="", mfa_token=step.mfa_token)
+            return
     except NotAllowed as exc:
-        render(resp, "login.html", 403, user=None, next=target, error=exc.message)
+        render(resp, "login.html", 403, user=None, next=target, error=exc.message, mfa_token="")
         return
     except ApiError as exc:
-        render(resp, "login.html", getattr(exc, "status", 401), user=None, next=target,
-               error=str(exc))  # fmt: skip
+        status = getattr(exc, "status", 401)
+        # A wrong code keeps the step open (until its limit); an expired step starts over.
+        keep = token if getattr(exc, "code", "") == "invalid_code" else ""
+        render(resp, "login.html", status, user=None, next=target, error=str(exc),
+               mfa_token=keep)  # fmt: skip
         return
     redirect(resp, target)
+
+
+def _code_step(fields: dict[str, str]) -> MfaLoginRequest:
+    """The code step's form as the JSON API's request (the same checks: 422 on nonsense)."""
+    values = {"mfa_token": fields.get("mfa_token", "")}
+    for name in ("code", "recovery_code"):
+        if fields.get(name, "").strip():
+            values[name] = fields[name].strip()
+    try:
+        return msgspec.convert(values, MfaLoginRequest)
+    except msgspec.ValidationError:
+        raise ValidationFailed("Type the 6-digit code, or one recovery code.") from None
 
 
 class LogoutAction(AdminResource):
@@ -103,6 +134,8 @@ class BulkAction(AdminResource):
             action = fields.get("action", "")
             if action not in ("retry", "delete"):
                 raise NotAllowed(f"Unknown bulk action {action!r}.")
+            if action == "delete":
+                self.admin.gate.require_recent(user)
             now = self.admin.now()
             if fields.get("scope") == "selected":
                 ids = [_oid(raw) for raw in lists.get("ids", [])][: queue_admin.BULK_CAP]
@@ -186,11 +219,33 @@ class RoleAction(AdminResource):
                 raise NotAllowed(str(exc)) from None
             if email == user.email and wanted != "admin":
                 raise NotAllowed("You cannot take your own admin role away here; use the CLI.")
-            if not self.admin.auth.users.set_role(email, wanted):
-                raise NotAllowed(f"No account with the address {email!r}.")
+            self.admin.gate.require_recent(user)
+            outcome = self.admin.auth.users.set_role(email, wanted)
+            if outcome is not RoleChange.DONE:
+                raise NotAllowed(outcome.message(email))
             target = f"{email} → {wanted or 'none'}"
             now = self.admin.now()
             self.admin.audit.record(at=now, email=user.email, action="user.role", target=target)
+            redirect(resp, "/admin/users")
+
+        self.serve(req, resp, Role.ADMIN, respond, change=True)
+
+
+class UserSessionsAction(AdminResource):
+    """End every session of one account (an admin's answer to a stolen laptop)."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        def respond(user: Any) -> None:
+            self.admin.gate.require_recent(user)
+            email = lookup_key(form(req).get("email", ""))
+            target = self.admin.auth.users.find_for_login(email)
+            if target is None:
+                raise NotAllowed(f"No account with the address {email!r}.")
+            now = self.admin.now()
+            end_all_sessions(self.admin.auth, target["_id"], reason="ended_by_admin", now=now)
+            record_event(self.admin.auth, target["_id"], EventType.SESSIONS_ENDED_BY_ADMIN, now=now)
+            self.admin.audit.record(at=now, email=user.email, action="user.sessions_ended",
+                                    target=email)  # fmt: skip
             redirect(resp, "/admin/users")
 
         self.serve(req, resp, Role.ADMIN, respond, change=True)

@@ -2,7 +2,11 @@
 the CSRF token.
 
 Sign-in uses the accounts' own login (the same limits, the same session store, the same security
-log); an account without a dashboard role is refused and its new session ended at once. The
+log) and its second factor: a role holder must have one (an account with a role but no factor
+is refused: set one up at /account/security first), so sign-in is two steps, the password and
+then a code or a recovery code; an account without a dashboard role is refused and its new
+session ended at once. Every sign-in and every refusal is in the audit log. Role changes, bulk
+deletes and ending a user's sessions need a sign-in no older than API_ADMIN_RECENT_SIGNIN_S. The
 session's tokens then travel in one cookie, `__Host-jobauth_admin` = "<access>~<refresh>":
 HttpOnly (no script reads it), Secure and `__Host-` (HTTPS only, this host only, path /),
 SameSite=Strict (never sent with a request another site starts), no Max-Age (gone when the
@@ -21,20 +25,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import falcon
 
+from api.admin.audit import AuditLog
 from api.admin.roles import Role, role_of
 from api.auth.context import AuthContext, Principal, TokenPair
 from api.auth.flows.authenticate import authenticate
-from api.auth.flows.login import login
+from api.auth.flows.login import MfaChallenge, login
 from api.auth.flows.logout import logout
+from api.auth.flows.mfa import complete_login
 from api.auth.flows.refresh import refresh
 from api.auth.steps.revocation import end_session
 from api.errors import Unauthorized
 from api.resources.accounts import client_of
-from api.schemas import LoginRequest
+from api.schemas import LoginRequest, MfaLoginRequest
 
 COOKIE = "__Host-jobauth_admin"
 SEPARATOR = "~"
@@ -71,8 +78,9 @@ class AdminUser:
 class Gate:
     """See the module docstring."""
 
-    def __init__(self, auth: AuthContext) -> None:
+    def __init__(self, auth: AuthContext, audit: AuditLog) -> None:
         self.auth = auth
+        self.audit = audit
         pepper = auth.settings.password_pepper
         self._csrf_key = hmac.new(pepper, b"jobauth dashboard csrf", hashlib.sha256).digest()
         public = urlsplit(auth.settings.accounts.public_url)
@@ -82,25 +90,58 @@ class Gate:
 
     def sign_in(
         self, req: falcon.Request, resp: falcon.Response, email: str, password: str
-    ) -> None:
-        """Log in with the account's password; refuse accounts without a role."""
-        pair = login(
+    ) -> MfaChallenge:
+        """The password step: a role holder's account gets its code step; any other is
+        refused (NotAllowed)."""
+        outcome = login(
             self.auth,
             LoginRequest(email=email, password=password),
             client=client_of(req, self.auth),
         )
+        if isinstance(outcome, MfaChallenge):
+            return outcome  # the role is checked once the code is right
+        principal = authenticate(self.auth, outcome.access_token)
+        end_session(
+            self.auth, principal.user_id, principal.claims.sid, reason="dashboard_refused",
+            now=self.auth.clock(),
+        )  # fmt: skip
+        if role_of(principal.user) is None:
+            self._audit(principal.user, "signin.refused", "no role")
+            raise NotAllowed("This account has no dashboard role. Ask an admin for one.")
+        self._audit(principal.user, "signin.refused", "no second factor")
+        raise NotAllowed(
+            "Dashboard roles need a second factor. Set one up at /account/security, then sign "
+            "in here again."
+        )
+
+    def complete(self, req: falcon.Request, resp: falcon.Response, body: MfaLoginRequest) -> None:
+        """The code step: a right code or recovery code signs in a role holder."""
+        pair = complete_login(self.auth, body, client=client_of(req, self.auth))
         principal = authenticate(self.auth, pair.access_token)
         if role_of(principal.user) is None:
             end_session(
                 self.auth, principal.user_id, principal.claims.sid, reason="no_role",
                 now=self.auth.clock(),
             )  # fmt: skip
+            self._audit(principal.user, "signin.refused", "no role")
             raise NotAllowed("This account has no dashboard role. Ask an admin for one.")
+        self._audit(principal.user, "signin", "+".join(principal.claims.amr))
         self._set(resp, pair)
 
     def sign_out(self, resp: falcon.Response, user: AdminUser) -> None:
         logout(self.auth, user.principal)
-        resp.unset_cookie(COOKIE, path="/")
+        self._audit(user.principal.user, "signout", "")
+        # A __Host- cookie is only replaced by one with the same attributes (Secure, Path=/).
+        resp.set_cookie(COOKIE, "", max_age=0, secure=True, http_only=True,
+                        same_site="Strict", path="/")  # fmt: skip
+
+    def require_recent(self, user: AdminUser) -> None:
+        """Refuse a sensitive action unless the sign-in is recent enough."""
+        auth_time = user.principal.claims.auth_time or 0
+        if self.auth.clock().timestamp() - auth_time > self.auth.settings.admin_recent_signin_s:
+            raise NotAllowed(
+                "This needs a recent sign-in: sign out and in again, then repeat the action."
+            )
 
     # -- every request -----------------------------------------------------------------------
 
@@ -144,6 +185,10 @@ class Gate:
         return origin is not None and origin in (self._public_origin, req.prefix)
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _audit(self, user: dict[str, Any], action: str, detail: str) -> None:
+        email = str(user.get("email") or user.get("_id", ""))
+        self.audit.record(at=self.auth.clock(), email=email, action=action, target=detail)
 
     def _csrf_for(self, sid: str) -> str:
         return hmac.new(self._csrf_key, sid.encode(), hashlib.sha256).hexdigest()[:40]

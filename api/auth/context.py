@@ -19,12 +19,15 @@ from pymongo.database import Database
 from api.admission import Admission
 from api.auth.passwords.hashing import PasswordHasher
 from api.auth.stores.account_tokens import AccountTokens
+from api.auth.stores.ledger import LoginLedger
 from api.auth.stores.limits import RateLimits
+from api.auth.stores.mfa import CHALLENGE_TTL_S, MfaStore
 from api.auth.stores.security_log import SecurityLog
 from api.auth.stores.sessions import SessionStore
 from api.auth.stores.user_cache import UserCache
 from api.auth.stores.users import UserStore
 from api.auth.tokens.codec import Claims, TokenCodec
+from api.auth.tokens.totp import TotpKeys
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 
@@ -74,3 +77,11 @@ class AuthContext:
     admission: Admission
     metrics: ApiMetrics
     clock: Callable[[], datetime]
+    mfa: MfaStore
+    totp_keys: TotpKeys
+    ledger: LoginLedger
+
+    @property
+    def mfa_challenge_ttl_s(self) -> int:
+        """How long the code step of a login stays open."""
+        return CHALLENGE_TTL_S

@@ -1,7 +1,9 @@
 """Networks a user has logged in from: a keyed digest per network, never an address.
 
 A network is the client address's /24 (IPv4) or /48 (IPv6): home and mobile providers move a
-client's address within one, and an attacker's addresses are elsewhere. Its digest is an HMAC
+client's address within one, and an attacker's addresses are elsewhere. (Rate limits count a
+client by a narrower key, `client_networks`: the IPv4 address, the IPv6 /64, its /48.) Its
+digest is an HMAC
 keyed by a key derived from the password pepper, so the user document holds no address and the
 digests mean nothing without the secret. The login flow uses them to let a user's own network
 through when strangers have used up the account's failure ceiling.
@@ -28,6 +30,24 @@ def network_of(ip: str) -> str:
         return ip  # not an address (a unix socket peer): itself
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def client_networks(ip: str) -> tuple[str, str | None]:
+    """Return the networks a client's attempts are counted under: an IPv4 address itself, an
+    IPv6 address's /64 (one subscriber's whole allocation: rotating through it gains nothing)
+    and, watched with a wider budget, its /48 (None for IPv4)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip, None  # not an address (a unix socket peer): itself
+    if address.version == 4:
+        return str(address), None
+    mapped = address.ipv4_mapped
+    if mapped is not None:
+        return str(mapped), None
+    narrow = ipaddress.ip_network(f"{address}/64", strict=False)
+    wide = ipaddress.ip_network(f"{address}/48", strict=False)
+    return str(narrow), str(wide)
 
 
 def network_digest(pepper: bytes, ip: str) -> str:

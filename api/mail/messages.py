@@ -36,7 +36,6 @@ def message_id_for(key: str, sender: str) -> str:
 def account_message(
     *,
     to: str,
-    name: str,
     subject: str,
     text: str,
     sender: str,
@@ -47,21 +46,21 @@ def account_message(
     msg = EmailMessage()
     try:
         msg["From"] = sender
-        msg["To"] = mailbox(to, name)
+        # The account's name is the sign-up's own text: an attacker signing up with someone
+        # else's address would choose it. It appears nowhere in the mail, header or body.
+        msg["To"] = mailbox(to)
         msg["Subject"] = subject
         msg["Message-ID"] = message_id_for(key, sender)
     except (ValueError, TypeError, IndexError) as exc:  # an address that is no address
         raise NonRetryableError(f"cannot build the message: {exc}") from exc
     msg["Date"] = format_datetime(date or datetime.now(UTC))
-    greeting = f"Hello {msg['To'].addresses[0].display_name}," if name else "Hello,"
-    msg.set_content(f"{greeting}\n\n{text.strip()}\n")
+    msg.set_content(f"Hello,\n\n{text.strip()}\n")
     return msg
 
 
 def welcome_message(
     *,
     to: str,
-    name: str,
     sender: str,
     key: str,
     verify_url: str | None = None,
@@ -75,5 +74,5 @@ def welcome_message(
             f"{verify_url}\n\nIf you did not sign up, ignore this message."
         )
     return account_message(
-        to=to, name=name, subject="Welcome aboard", text=text, sender=sender, key=key, date=date
+        to=to, subject="Welcome aboard", text=text, sender=sender, key=key, date=date
     )

@@ -10,7 +10,7 @@ import falcon
 
 from api.admission import Admission
 from api.auth.context import AuthContext, Client, Principal, TokenPair
-from api.auth.flows.login import login
+from api.auth.flows.login import MfaChallenge, login
 from api.auth.flows.logout import logout, logout_all
 from api.auth.flows.refresh import refresh
 from api.auth.flows.signup import signup
@@ -20,6 +20,7 @@ from api.middleware import bearer_token
 from api.openapi import Operation
 from api.schemas import (
     LoginRequest,
+    MfaChallengeResponse,
     ProfileResponse,
     PublicUserResponse,
     RefreshRequest,
@@ -87,8 +88,11 @@ class LoginResource:
             "Log in with email and password and start a session",
             "users",
             request=LoginRequest,
-            response=TokenResponse,
+            response=(TokenResponse, MfaChallengeResponse),
             errors=(*_BODY_ERRORS, 401, 429),
+            description="An account with a second factor gets no tokens here: the answer is "
+            "{mfa_required: true, mfa_token, expires_in}; send a code with the mfa_token to "
+            "POST /users/login/mfa.",
         )
     }
 
@@ -97,8 +101,11 @@ class LoginResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = decode(req.context.body, LoginRequest)
-        pair = login(self._auth, body, client=client_of(req, self._auth))
-        send_tokens(resp, pair, 200)
+        outcome = login(self._auth, body, client=client_of(req, self._auth))
+        if isinstance(outcome, MfaChallenge):
+            send(resp, MfaChallengeResponse(outcome.mfa_token, outcome.expires_in), 200)
+            return
+        send_tokens(resp, outcome, 200)
 
 
 class RefreshResource:

@@ -11,6 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from api.errors import ServiceUnavailable
+from api.indexes import IndexKeeper
 from api.metrics import ApiMetrics
 from api.openapi import Operation
 from api.schemas import StatusResponse, send
@@ -27,7 +28,8 @@ class HealthResource:
 
 
 class ReadyResource:
-    """Ready means the database takes a write within the readiness deadline: a ping alone
+    """Ready means every index the API relies on exists (api/indexes.py: tried again here until
+    they do) and the database takes a write within the readiness deadline: a ping alone
     answers from a server whose disk is full and refuses every write. The write is one small
     upsert of one document, about what the ping cost."""
 
@@ -40,12 +42,19 @@ class ReadyResource:
         )
     }
 
-    def __init__(self, db: Database[Any], timeout_s: float, metrics: ApiMetrics) -> None:
+    def __init__(
+        self, db: Database[Any], timeout_s: float, metrics: ApiMetrics, indexes: IndexKeeper
+    ) -> None:
+        self._indexes = indexes
         self._probe = db[PROBE_COLLECTION]
         self._timeout_s = timeout_s
         self._errors = metrics.db_operation_errors
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not self._indexes.ensure():
+            self._errors.labels("ready").inc()
+            raise ServiceUnavailable("The database's indexes are not all there yet.",
+                                     operation="ready")  # fmt: skip
         try:
             # pymongo.timeout bounds server selection, connection checkout and the write.
             with pymongo.timeout(self._timeout_s):

@@ -125,7 +125,6 @@ def send_to(
     mailer = ctx.resource(MAILER)
     message = account_message(
         to=contact["email"],
-        name=contact.get("name", ""),
         subject=subject,
         text=text,
         sender=mailer.sender,

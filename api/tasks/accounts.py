@@ -40,7 +40,6 @@ def user_created(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         verify_url = accounts.verify_url(user_id, email, now=datetime.now(UTC))
     message = welcome_message(
         to=email,
-        name=name,
         sender=mailer.sender,
         key=token_mail_key(ctx) if verify_url else ctx.job_id,
         verify_url=verify_url,

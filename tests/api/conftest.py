@@ -43,6 +43,8 @@ def settings() -> ApiSettings:
             "API_LOGIN_MAX_FAILURES_PER_IP": "20",
             "API_MAX_BODY_BYTES": "4096",
             "API_SUBMITTABLE_TASKS": "bench.noop,bench.sleep",
+            # In-process tests read the security log right after a login: no batching.
+            "API_LOGIN_LEDGER_FLUSH_MS": "0",
         }
     )
 

@@ -265,9 +265,13 @@ def test_a_new_network_is_mailed_at_most_hourly(
     only(mail.run(), NEW_DEVICE)
 
 
-def test_a_replayed_refresh_token_is_mailed(client: testing.TestClient, mail: MailRunner) -> None:
+def test_a_replayed_refresh_token_is_mailed(
+    client: testing.TestClient, mail: MailRunner, clock: Clock
+) -> None:
+    """A refresh token replayed after its grace period ends the session and is mailed."""
     tokens = signup(client)
     client.simulate_post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
+    clock.advance(60)
     replay = client.simulate_post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert replay.status_code == 401
     only(mail.run(), "We signed out a device")

@@ -96,10 +96,9 @@ def test_password_policy_rejects_short_long_and_common_passwords(
         assert result.json["error"]["request_id"]
 
 
-def test_login_returns_tokens_and_enqueues_a_login_event(
-    client: testing.TestClient, db: Database
-) -> None:
-    """Login answers 200 with a token pair and enqueues user.login with IP and user agent."""
+def test_login_returns_tokens_and_logs_the_login(client: testing.TestClient, db: Database) -> None:
+    """Login answers 200 with a token pair; the login ledger writes its security-log line with
+    the IP and user agent (here at once: API_LOGIN_LEDGER_FLUSH_MS=0)."""
     signup(client)
     result = client.simulate_post(
         "/users/login",
@@ -109,10 +108,9 @@ def test_login_returns_tokens_and_enqueues_a_login_event(
     assert result.status_code == 200
     assert set(result.json) == TOKEN_FIELDS
     assert result.headers["Cache-Control"] == "no-store"
-    [job] = jobs_of(db, "user.login")
-    assert job["payload"]["user_agent"] == "pytest-agent"
-    assert job["payload"]["ip"] == "127.0.0.1"
-    assert set(job["payload"]) == {"user_id", "ip", "user_agent", "at"}
+    [event] = db["security_events"].find({"type": "login_succeeded"})
+    assert (event["ip"], event["user_agent"]) == ("127.0.0.1", "pytest-agent")
+    assert jobs_of(db, "user.login") == []  # no job per login any more
 
 
 def test_wrong_password_and_unknown_email_give_the_same_401(

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from apihelpers import PASSWORD, Clock, bearer, signup
+from apihelpers import PASSWORD, Clock, bearer, enrol_totp, next_code, signup
 from falcon import testing
 from pymongo.database import Database
 from pymongo.errors import NetworkTimeout
@@ -48,15 +48,27 @@ def admin_client(
 class Browser:
     """Just enough of a browser: the dashboard cookie, the CSRF token from a page, forms."""
 
-    def __init__(self, client: testing.TestClient) -> None:
+    def __init__(self, client: testing.TestClient, clock: Clock | None = None) -> None:
         self.client = client
+        self.clock = clock
         self.cookie = ""
 
-    def sign_in(self, email: str, password: str = PASSWORD, **headers: str) -> Any:
+    def sign_in(
+        self, email: str, password: str = PASSWORD, *, secret: str = "", **headers: str
+    ) -> Any:
+        """Both steps of the sign-in: the password, then (with `secret`) the next code."""
         body = urlencode({"email": email, "password": password, "next": "/admin"})
         result = self.client.simulate_post(
             "/admin/login", body=body, headers={**FORM, **SAME, **headers}
         )
+        token = re.search(r'name="mfa_token" value="([^"]+)"', result.text)
+        if token and secret:
+            assert self.clock is not None
+            step = {"mfa_token": token.group(1), "code": next_code(secret, self.clock),
+                    "next": "/admin"}  # fmt: skip
+            result = self.client.simulate_post(
+                "/admin/login", body=urlencode(step), headers={**FORM, **SAME, **headers}
+            )
         if COOKIE in result.cookies:
             self.cookie = result.cookies[COOKIE].value
         return result
@@ -76,12 +88,24 @@ class Browser:
         )  # fmt: skip
 
 
-def with_role(client: testing.TestClient, db: Database[Any], email: str, role: str) -> Browser:
-    signup(client, email)
-    db.users.update_one({"email": email}, {"$set": {"role": role}})
-    browser = Browser(client)
-    assert browser.sign_in(email).status_code == 303
+def with_role(
+    client: testing.TestClient, db: Database[Any], email: str, role: str, clock: Clock
+) -> Browser:
+    """A signed-in dashboard user: an account with `role` and an authenticator."""
+    secret = role_holder(client, db, email, role, clock)
+    browser = Browser(client, clock)
+    assert browser.sign_in(email, secret=secret).status_code == 303
     return browser
+
+
+def role_holder(
+    client: testing.TestClient, db: Database[Any], email: str, role: str, clock: Clock
+) -> str:
+    """Sign up `email` with a verified address, `role` and an authenticator; its secret."""
+    access = signup(client, email)["access_token"]
+    db.users.update_one({"email": email}, {"$set": {"role": role, "email_verified": True}})
+    secret, _ = enrol_totp(client, access, clock)
+    return secret
 
 
 def test_the_dashboard_is_off_unless_enabled(client: testing.TestClient) -> None:
@@ -91,12 +115,15 @@ def test_the_dashboard_is_off_unless_enabled(client: testing.TestClient) -> None
 
 
 def test_signing_in_sets_a_host_only_strict_http_only_cookie(
-    admin_client: testing.TestClient, db: Database[Any]
+    admin_client: testing.TestClient, db: Database[Any], clock: Clock
 ) -> None:
-    """The dashboard cookie is __Host-, Secure, HttpOnly, SameSite=Strict and a session cookie."""
-    signup(admin_client, "ops@example.com")
-    db.users.update_one({"email": "ops@example.com"}, {"$set": {"role": "viewer"}})
-    result = Browser(admin_client).sign_in("ops@example.com")
+    """The dashboard cookie is __Host-, Secure, HttpOnly, SameSite=Strict and a session cookie,
+    set only after both steps (the password, then the code)."""
+    secret = role_holder(admin_client, db, "ops@example.com", "viewer", clock)
+    password_step = Browser(admin_client).sign_in("ops@example.com")
+    assert password_step.status_code == 200 and COOKIE not in password_step.cookies
+    assert 'name="mfa_token"' in password_step.text
+    result = Browser(admin_client, clock).sign_in("ops@example.com", secret=secret)
     assert result.status_code == 303 and result.headers["location"] == "/admin"
     cookie = result.cookies[COOKIE]
     assert cookie.secure and cookie.http_only and cookie.same_site == "Strict"
@@ -116,19 +143,19 @@ def test_an_account_without_a_role_is_refused_and_its_new_session_ended(
 
 
 def test_a_wrong_password_is_refused_like_the_api_refuses_it(
-    admin_client: testing.TestClient, db: Database[Any]
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
     """A wrong password is a 401 with no cookie, through the accounts' own login."""
-    with_role(admin_client, db, "ops@example.com", "admin")
+    with_role(admin_client, db, "ops@example.com", "admin", clock)
     result = Browser(admin_client).sign_in("ops@example.com", "not the password")
     assert result.status_code == 401 and COOKIE not in result.cookies
 
 
 def test_a_cross_site_sign_in_is_refused(
-    admin_client: testing.TestClient, db: Database[Any]
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
     """A sign-in form posted from another site is refused."""
-    with_role(admin_client, db, "ops@example.com", "admin")
+    with_role(admin_client, db, "ops@example.com", "admin", clock)
     result = Browser(admin_client).sign_in("ops@example.com", **{"Sec-Fetch-Site": "cross-site"})
     assert result.status_code == 403 and COOKIE not in result.cookies
 
@@ -144,34 +171,35 @@ def test_a_cross_site_sign_in_is_refused(
     ],
 )
 def test_changes_need_our_origin_and_the_csrf_token(
+    clock: Clock,
     admin_client: testing.TestClient, db: Database[Any], headers: dict[str, str],
     with_token: bool,
 ) -> None:  # fmt: skip
     """Without same-origin Sec-Fetch-Site (or our Origin) and the CSRF token, nothing changes."""
-    browser = with_role(admin_client, db, "ops@example.com", "admin")
+    browser = with_role(admin_client, db, "ops@example.com", "admin", clock)
     fields = {"csrf": browser.csrf()} if with_token else {}
     assert browser.post("/admin/queues/mail/pause", fields, headers).status_code == 403
     assert Controls(db).paused() == set()
 
 
 def test_an_origin_header_of_our_own_is_enough_without_sec_fetch(
-    admin_client: testing.TestClient, db: Database[Any], settings: ApiSettings
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any], settings: ApiSettings
 ) -> None:
     """An older browser without Sec-Fetch-* passes with our own Origin and the token."""
-    browser = with_role(admin_client, db, "ops@example.com", "operator")
+    browser = with_role(admin_client, db, "ops@example.com", "operator", clock)
     origin = {"Origin": settings.accounts.public_url}
     result = browser.post("/admin/queues/mail/pause", {"csrf": browser.csrf()}, origin)
     assert result.status_code == 303 and Controls(db).paused() == {"mail"}
 
 
 def test_a_viewer_cannot_act_and_an_operator_cannot_bulk(
-    admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
 ) -> None:
     """Each role is refused what the next role up may do."""
-    viewer = with_role(admin_client, db, "viewer@example.com", "viewer")
+    viewer = with_role(admin_client, db, "viewer@example.com", "viewer", clock)
     job = job_store.enqueue("bench.noop", delay_s=3600)
     assert viewer.post(f"/admin/jobs/{job.id}/run-now", {"csrf": viewer.csrf()}).status_code == 403
-    operator = with_role(admin_client, db, "operator@example.com", "operator")
+    operator = with_role(admin_client, db, "operator@example.com", "operator", clock)
     fields = {"csrf": operator.csrf(), "action": "retry", "confirm": "1"}
     assert operator.post("/admin/bulk", fields).status_code == 403
     ran = operator.post(f"/admin/jobs/{job.id}/run-now", {"csrf": operator.csrf()})
@@ -179,10 +207,10 @@ def test_a_viewer_cannot_act_and_an_operator_cannot_bulk(
 
 
 def test_retrying_a_running_job_is_refused_not_applied(
-    admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
 ) -> None:
     """A retry of a running job is a 409; the job keeps its owner and nothing is audited."""
-    operator = with_role(admin_client, db, "ops@example.com", "operator")
+    operator = with_role(admin_client, db, "ops@example.com", "operator", clock)
     job = job_store.enqueue("bench.noop", queue="ops")
     job_store.promote(["ops"])
     held = job_store.claim("worker-1", queues=["ops"])
@@ -191,14 +219,14 @@ def test_retrying_a_running_job_is_refused_not_applied(
     assert result.status_code == 409
     after = job_store.get(job.id)
     assert after is not None and after.state is JobState.RUNNING and after.lease_owner == "worker-1"
-    assert db.admin_audit.count_documents({}) == 0
+    assert db.admin_audit.count_documents({"action": {"$regex": "^job"}}) == 0
 
 
 def test_bulk_retry_previews_then_acts_and_is_audited(
-    admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any], job_store: JobStore
 ) -> None:
     """A bulk retry shows its count first, acts on confirmation, and is audited with its filter."""
-    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
     for _ in range(3):
         job_store.enqueue("bench.noop", queue="mail", max_attempts=1)
     job_store.promote(["mail"])
@@ -211,16 +239,16 @@ def test_bulk_retry_previews_then_acts_and_is_audited(
     done = admin.post("/admin/bulk", {**fields, "confirm": "1"})
     assert done.status_code == 303 and "retry%3A3" in done.headers["location"]
     assert job_store.jobs.count_documents({"state": "dead"}) == 0
-    (entry,) = db.admin_audit.find()
+    (entry,) = db.admin_audit.find({"action": "bulk.retry"})
     assert entry["email"] == "admin@example.com" and entry["action"] == "bulk.retry"
     assert entry["count"] == 3 and entry["filter"] == {"state": "dead", "queue": "mail"}
 
 
 def test_bad_input_to_actions_is_a_page_error_not_a_500(
-    admin_client: testing.TestClient, db: Database[Any]
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
     """Bad ids, verbs, roles and filters answer 4xx pages, never a 500."""
-    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
     token = admin.csrf()
     assert admin.post("/admin/jobs/not-an-id/retry", {"csrf": token}).status_code == 404
     assert admin.post("/admin/jobs/abc/explode", {"csrf": token}).status_code == 404
@@ -231,13 +259,12 @@ def test_bad_input_to_actions_is_a_page_error_not_a_500(
 
 
 def test_bearer_tokens_do_not_open_the_dashboard_and_the_cookie_does_not_open_the_api(
-    admin_client: testing.TestClient, db: Database[Any]
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
     """The dashboard takes only its cookie and the JSON API only Bearer tokens."""
-    admin = with_role(admin_client, db, "admin@example.com", "admin")
-    tokens = admin_client.simulate_post(
-        "/users/login", json={"email": "admin@example.com", "password": PASSWORD}
-    ).json
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
+    tokens = signup(admin_client, "someone@example.com")
+    db.users.update_one({"email": "someone@example.com"}, {"$set": {"role": "admin"}})
     result = admin_client.simulate_get("/admin/queues", headers=bearer(tokens["access_token"]))
     assert result.status_code == 303 and result.headers["location"].startswith("/admin/login")
     profile = admin_client.simulate_get("/users/profile", cookies={COOKIE: admin.cookie})
@@ -245,19 +272,19 @@ def test_bearer_tokens_do_not_open_the_dashboard_and_the_cookie_does_not_open_th
 
 
 def test_signing_out_ends_the_session_behind_the_cookie(
-    admin_client: testing.TestClient, db: Database[Any]
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
     """Signing out ends the session: the same cookie no longer opens a page."""
-    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
     assert admin.post("/admin/logout", {"csrf": admin.csrf()}).status_code == 303
     assert admin.get("/admin/queues").status_code == 303  # to the sign-in page
 
 
 def test_the_overview_json_answers_304_to_an_unchanged_snapshot(
-    admin_client: testing.TestClient, db: Database[Any]
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
 ) -> None:
     """A poll with the current ETag costs a 304."""
-    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
     first = admin.get("/admin/api/overview")
     assert first.status_code == 200 and first.json["totals"]["pending"] == 2  # the mail jobs
     again = admin.get("/admin/api/overview", **{"If-None-Match": first.headers["etag"]})
@@ -288,9 +315,14 @@ def test_the_role_cli_grants_revokes_and_refuses_unknown_accounts(
     client: testing.TestClient, db: Database[Any], mongo_uri: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    """The role CLI grants, lists and revokes, and refuses unknown accounts and roles."""
+    """The role CLI grants (to a verified address only), lists and revokes, refuses unknown
+    accounts and roles, and writes each change to the audit log."""
     signup(client, "ops@example.com")
     env = {"MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db.name}
+    assert roles_cli.main(["grant", "OPS@example.com", "operator"], env) == 1
+    assert "verified" in capsys.readouterr().err
+    assert "role" not in db.users.find_one({"email": "ops@example.com"})
+    db.users.update_one({"email": "ops@example.com"}, {"$set": {"email_verified": True}})
     assert roles_cli.main(["grant", "OPS@example.com", "operator"], env) == 0
     assert db.users.find_one({"email": "ops@example.com"})["role"] == "operator"
     assert roles_cli.main(["list"], env) == 0
@@ -301,13 +333,20 @@ def test_the_role_cli_grants_revokes_and_refuses_unknown_accounts(
     assert bad.value.code == 2
     assert roles_cli.main(["revoke", "ops@example.com"], env) == 0
     assert "role" not in db.users.find_one({"email": "ops@example.com"})
+    changes = [(e["action"], e["target"]) for e in db.admin_audit.find().sort("at", 1)]
+    assert changes == [("user.role", "ops@example.com → operator"),
+                       ("user.role", "ops@example.com → none")]  # fmt: skip
+    assert all(e["email"].startswith("cli:") for e in db.admin_audit.find())
 
 
 def test_a_database_timeout_is_a_503_page_not_a_500(
-    admin_client: testing.TestClient, db: Database[Any], monkeypatch: pytest.MonkeyPatch
+    clock: Clock,
+    admin_client: testing.TestClient,
+    db: Database[Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A poll while the database does not answer gets 503 with Retry-After, never a 500."""
-    admin = with_role(admin_client, db, "admin@example.com", "admin")
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
 
     def stalled(*args: Any, **kwargs: Any) -> Any:
         raise NetworkTimeout("127.0.0.1:27017: timed out")

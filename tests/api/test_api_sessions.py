@@ -11,6 +11,7 @@ from pymongo.database import Database
 from pymongo.errors import AutoReconnect
 
 from api.auth.stores.users import UserStore
+from api.settings import ApiSettings
 
 
 def refresh(client: testing.TestClient, token: str) -> testing.Result:
@@ -29,14 +30,23 @@ def profile_status(client: testing.TestClient, access_token: str) -> int:
     return client.simulate_get("/users/profile", headers=bearer(access_token)).status_code
 
 
-def test_refresh_rotates_and_the_used_token_is_dead(client: testing.TestClient) -> None:
-    """A refresh returns a new pair; presenting the old refresh token again is refused."""
+def past_grace(clock: Clock) -> None:
+    """Move past the time a just-rotated refresh token is still answered (API_REFRESH_GRACE_S)."""
+    clock.advance(ApiSettings.refresh_grace_s + 1)
+
+
+def test_refresh_rotates_and_the_used_token_is_dead(
+    client: testing.TestClient, clock: Clock
+) -> None:
+    """A refresh returns a new pair; presenting the old refresh token again after the grace
+    period is refused."""
     first = signup(client)
     second = refresh(client, first["refresh_token"])
     assert second.status_code == 200
     assert second.json["refresh_token"] != first["refresh_token"]
     assert second.headers["Cache-Control"] == "no-store"
     assert profile_status(client, second.json["access_token"]) == 200
+    past_grace(clock)
     assert refresh(client, first["refresh_token"]).status_code == 401
 
 
@@ -58,13 +68,14 @@ def test_refresh_tokens_are_stored_only_as_sha256_digests(
 
 
 def test_reusing_a_rotated_token_revokes_the_whole_family_only(
-    client: testing.TestClient, db: Database
+    client: testing.TestClient, db: Database, clock: Clock
 ) -> None:
-    """Replaying a rotated refresh token is 401 and kills the family's newest tokens too,
-    while the user's other session keeps working."""
+    """Replaying a rotated refresh token after the grace period is 401 and kills the family's
+    newest tokens too, while the user's other session keeps working."""
     family = signup(client)
     other = login(client)
     newest = refresh(client, family["refresh_token"]).json
+    past_grace(clock)
     replay = refresh(client, family["refresh_token"])
     assert replay.status_code == 401
     assert replay.json["error"]["code"] == "refresh_token_reused"
@@ -153,13 +164,14 @@ def test_refresh_without_a_token_is_401(client: testing.TestClient) -> None:
 
 
 def test_a_failure_between_the_two_revocation_writes_leaves_neither_applied(
-    client: testing.TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+    client: testing.TestClient, db: Database, monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
     """Replay detection ends the family and its access tokens in one transaction: a database
     failure after the first write answers 503 and leaves both as they were (never the family
     ended with its access tokens still valid); the next replay ends both."""
     family = signup(client)
     newest = refresh(client, family["refresh_token"]).json
+    past_grace(clock)
     real = UserStore.revoke_session_access
 
     def fail_after_the_session_write(*args: Any, **kwargs: Any) -> None:
@@ -210,3 +222,35 @@ def test_refresh_with_a_bearer_token_and_an_empty_json_body_works(
         "/users/refresh", json={}, headers=bearer(result.json["refresh_token"])
     )
     assert again.status_code == 401
+
+
+def test_a_token_presented_twice_at_once_gets_the_same_new_pair_not_a_theft_alarm(
+    client: testing.TestClient, db: Database, clock: Clock
+) -> None:
+    """Two tabs refreshing with one expired cookie: the second, within the grace period, gets
+    the same new refresh token as the first (one rotation, no reuse alarm, no mail), and that
+    token goes on working; after the grace, the old token is a replay again."""
+    first = signup(client)
+    winner = refresh(client, first["refresh_token"])
+    clock.advance(ApiSettings.refresh_grace_s - 1)
+    late = refresh(client, first["refresh_token"])
+    assert (winner.status_code, late.status_code) == (200, 200)
+    assert late.json["refresh_token"] == winner.json["refresh_token"]
+    assert profile_status(client, late.json["access_token"]) == 200
+    assert db["sessions"].find_one()["rotations"] == 1
+    assert db["security_events"].count_documents({"type": "refresh_reuse_detected"}) == 0
+    assert refresh(client, late.json["refresh_token"]).status_code == 200
+    past_grace(clock)
+    assert refresh(client, first["refresh_token"]).json["error"]["code"] == "refresh_token_reused"
+
+
+def test_a_token_two_rotations_behind_is_a_replay_even_within_the_grace(
+    client: testing.TestClient, clock: Clock
+) -> None:
+    """The grace covers only the token rotated last: once its successor has rotated too, the
+    first token is two behind and ends the family at once."""
+    first = signup(client)
+    second = refresh(client, first["refresh_token"]).json
+    assert refresh(client, second["refresh_token"]).status_code == 200
+    replay = refresh(client, first["refresh_token"])
+    assert replay.json["error"]["code"] == "refresh_token_reused"

@@ -5,6 +5,7 @@ URL (PyJWT's PyJWKClient, in a process of its own)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
+from apihelpers import AppFactory, Clock, bearer, signup
 from apiserver import ApiServer, start_api
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -32,6 +34,7 @@ from api.auth.tokens.signing_keys import (
     thumbprint,
 )
 from api.errors import Unauthorized
+from api.settings import ApiSettings
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 HS = {"hs1": os.urandom(32)}
@@ -113,12 +116,46 @@ def test_after_a_rotation_old_tokens_verify_until_their_key_is_retired() -> None
         retired.verify(before, "access", now=NOW)
 
 
-def test_hs256_access_tokens_from_before_the_switch_still_verify() -> None:
-    """Switching to ES256 keeps HS256 access tokens issued before valid until they expire."""
+def test_hs256_access_tokens_verify_only_if_issued_before_the_switch_and_only_for_a_while() -> None:
+    """Once ES256 signs, an HS256 access token is accepted only if it was issued before the
+    switch, only within one access-token lifetime after it, and is marked `legacy` (so its
+    session is checked); one minted after the switch with the HS256 secret is refused."""
     hs_only = TokenCodec(HS, "hs1", issuer="iss-t", audience="aud-t", leeway_s=30)
-    token = access(hs_only)
-    assert segments(token)[0]["alg"] == "HS256"
-    assert codec(entry(NOW - timedelta(days=1))).verify(token, "access", now=NOW).sub == "u1"
+    switch = NOW - timedelta(minutes=5)
+    before = access(hs_only, now=switch - timedelta(minutes=1))
+    assert segments(before)[0]["alg"] == "HS256"
+    es = codec(entry(switch))
+    claims = es.verify(before, "access", now=NOW)
+    assert claims.sub == "u1" and claims.legacy
+    minted_after = access(hs_only, now=NOW - timedelta(minutes=1))
+    with pytest.raises(Unauthorized):
+        es.verify(minted_after, "access", now=NOW)
+    much_later = NOW + timedelta(minutes=20)
+    with pytest.raises(Unauthorized):
+        es.verify(access(hs_only, now=switch - timedelta(seconds=1)), "access", now=much_later)
+
+
+def test_an_hs256_access_token_naming_no_real_session_is_refused(
+    make_client: AppFactory, settings: ApiSettings, clock: Clock
+) -> None:
+    """During the grace after the switch to ES256, an HS256 access token (one the HS256 secret
+    could have made for any `sid`) must name a live session of its user: a real session's is
+    accepted, a made-up session's is refused."""
+    switched = dataclasses.replace(settings, jwt_signing_keys=parse_signing_keys(entry(clock.now)))
+    api = make_client(switched)
+    tokens = signup(api)
+    sub, sid = (segments(tokens["access_token"])[1][k] for k in ("sub", "sid"))
+    hs = TokenCodec(settings.jwt_keys, settings.jwt_active_kid, issuer=settings.jwt_issuer,
+                    audience=settings.jwt_audience, leeway_s=30)  # fmt: skip
+    issued = clock.now - timedelta(minutes=1)  # before the switch
+
+    def legacy(session: str) -> str:
+        return hs.issue("access", sub=sub, sid=session, ver=0, now=issued,
+                        expires_at=issued + timedelta(minutes=15))  # fmt: skip
+
+    assert api.simulate_get("/users/profile", headers=bearer(legacy(sid))).status_code == 200
+    made_up = api.simulate_get("/users/profile", headers=bearer(legacy("no-such-session")))
+    assert made_up.status_code == 401
 
 
 def forged(header: dict[str, Any], claims: dict[str, Any], key: Any, alg: str) -> str:

@@ -50,12 +50,12 @@ def test_welcome_email_arrives_at_a_real_smtp_server(
     result = accounts.user_created(payload, ctx)
     assert len(mailbox.messages) == 1
     msg = mailbox.messages[0]
-    assert msg["To"] == "Ada <ada@example.test>"
+    assert msg["To"] == "ada@example.test"  # the sign-up's own name is in no mail
     assert msg["From"] == "hello@example.test"
     assert msg["Subject"] == "Welcome aboard"
     assert msg["Message-ID"] == f"<{job_id}@example.test>"
     body = msg.get_body(("plain",))
-    assert body is not None and "Hello Ada" in body.get_content()
+    assert body is not None and body.get_content().startswith("Hello,")
     assert result == {"via": "smtp", "message_id": f"<{job_id}@example.test>"}
     assert not (tmp_path / "outbox").exists()
 
@@ -104,7 +104,7 @@ def test_smtp_errors_never_show_the_password(tmp_path: Path) -> None:
         smtp_host="127.0.0.1", smtp_port=localdb.free_port(), smtp_user="u", smtp_password="s3cr3t"
     )
     assert "s3cr3t" not in repr(config)
-    message = welcome_message(to="a@example.test", name="", sender="x@example.test", key="k")
+    message = welcome_message(to="a@example.test", sender="x@example.test", key="k")
     with pytest.raises(MailDeliveryError) as info:
         send_smtp(message, config)
     assert "s3cr3t" not in str(info.value)
@@ -121,7 +121,7 @@ def test_without_smtp_host_the_message_goes_to_the_outbox(
     files = sorted(p.name for p in (tmp_path / "ob").iterdir())
     assert files == [f"{job_id}.eml"]  # no duplicate, no leftover temp file
     parsed = email.message_from_bytes((tmp_path / "ob" / files[0]).read_bytes())
-    assert parsed["To"] == "Ada <ada@example.test>"
+    assert parsed["To"] == "ada@example.test"
     assert parsed["Message-ID"] == f"<{job_id}@example.test>"
 
 
@@ -315,3 +315,15 @@ def test_the_welcome_mail_keeps_trying_through_a_long_outage() -> None:
     """user.created is declared with many attempts (an outage of a relay or a disk can last)."""
     load_task_modules(["api.tasks"])
     assert (registry.get("user.created").max_attempts or 0) >= 20
+
+
+def test_a_name_chosen_at_sign_up_reaches_no_mail(db: Database, tmp_path: Path) -> None:
+    """A sign-up's name is the signer's own text: someone signing up with another person's
+    address could make it read "Your bank says: call ...". It appears in no header and no body
+    of the welcome mail."""
+    job_id = str(ObjectId())
+    ctx = mail_ctx(job_id, outbox_settings(tmp_path), db)
+    hostile = "Security team: your account is locked, call +1 555 0100 <evil@example.net>"
+    accounts.user_created({"user_id": USER_ID, "email": "ada@example.test", "name": hostile}, ctx)
+    raw = (tmp_path / "ob" / f"{job_id}.eml").read_bytes().decode()
+    assert "555 0100" not in raw and "evil@example.net" not in raw and "locked" not in raw

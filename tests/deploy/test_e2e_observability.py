@@ -160,6 +160,7 @@ def _environment(tmp: Path, db_uri: str) -> dict[str, str]:
         API_JWT_KEYS=f"k1:{_secret()}",
         API_PASSWORD_PEPPER=_secret(),
         API_ACCOUNT_TOKEN_KEYS=f"t1:{_secret()}",
+        API_MFA_KEYS=f"m1:{_secret()}",
         API_BCRYPT_COST="4",
         API_LOGIN_FREE_FAILURES="3",
         API_SUBMITTABLE_TASKS="bench.noop,bench.sleep,bench.fail,bench.crash",

@@ -157,3 +157,13 @@ def test_the_api_sees_the_client_address_through_the_proxy(
         assert request(port, raw, source).startswith(b"HTTP/1.1 201")
     counters = {str(doc["_id"]).split(":")[1] for doc in db["rate_limits"].find()}
     assert counters == {"127.0.0.3", "127.0.0.4"}
+
+
+def test_the_metrics_are_refused_to_clients_on_other_hosts(proxied: tuple[ApiServer, int]) -> None:
+    """Through the public proxy /metrics answers only an agent on the proxy's own host: any
+    other client gets 403 (Prometheus scrapes each API host's own port instead)."""
+    _, port = proxied
+    raw = b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    assert request(port, raw, "127.0.0.7").startswith(b"HTTP/1.1 403")
+    local = request(port, raw, "127.0.0.1")
+    assert local.startswith(b"HTTP/1.1 200") and b"http_requests_total" in local

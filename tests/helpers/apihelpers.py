@@ -28,6 +28,7 @@ def secret_env() -> dict[str, str]:
         "API_JWT_ACTIVE_KID": "k2",
         "API_PASSWORD_PEPPER": b64_secret(),
         "API_ACCOUNT_TOKEN_KEYS": f"t1:{b64_secret()}",
+        "API_MFA_KEYS": f"m1:{b64_secret()}",
         "API_BCRYPT_COST": "4",
     }
 
@@ -61,3 +62,31 @@ def submitted_jobs(db: Database) -> int:
     """Count jobs a client submitted through POST /jobs, wherever the queue keeps them."""
     flt = {"submitted_by": {"$exists": True}}
     return sum(db[name].count_documents(flt) for name in IN_MOVE_ORDER)
+
+
+def enrol_totp(
+    client: testing.TestClient, access_token: str, clock: FakeClock
+) -> tuple[str, list[str]]:
+    """Turn on an authenticator for the token's user (the token's sign-in must be recent);
+    return its secret and the recovery codes."""
+    from api.auth.tokens.totp import code_at
+
+    started = client.simulate_post("/users/me/mfa/totp", headers=bearer(access_token))
+    assert started.status_code == 201, started.text
+    secret: str = started.json["secret"]
+    confirmed = client.simulate_post(
+        "/users/me/mfa/totp/confirm",
+        json={"code": code_at(secret, clock.now)},
+        headers=bearer(access_token),
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    codes: list[str] = confirmed.json["recovery_codes"]
+    return secret, codes
+
+
+def next_code(secret: str, clock: FakeClock) -> str:
+    """The authenticator's code one step (30 s) later: a step not spent yet."""
+    from api.auth.tokens.totp import STEP_S, code_at
+
+    clock.advance(STEP_S)
+    return code_at(secret, clock.now)

@@ -1,16 +1,20 @@
-"""Login: check email and password, start a session, and tell the user about a new device.
+"""Login: check email and password, then either start a session or, for an account with a second
+factor, open the code step (flows/mfa.py finishes it).
 
-read the attempt counters and the account → let the attempt go ahead or refuse it (attempts.py:
-exponential delays per client, caps per address and per account, never a lockout of the user's
-own network) → check the password (the same work and the same answer for an unknown email and a
-wrong password; a wrong one is a failed-login event in the user's security log) → end the runs
-of failures → a network not seen in 90 days, after the first login, is a new-device event,
-mailed at most once an hour → remember the network → enqueue a missing welcome mail → start a
-session → enqueue the login audit (which records the successful login in the security log).
+read the account → count the attempt against its limits BEFORE the check, in one atomic round
+trip (steps/attempts.py: a burst cannot outrun it; if it cannot be counted, 503 and no check) →
+check the password (the same work and the same answer for an unknown email and a wrong password;
+a wrong one is a failed-login event in the user's security log) → an enrolled account: a
+challenge, no tokens → otherwise: a network not seen in 90 days, after the first login, is a
+new-device event, mailed at most once an hour → remember the network → enqueue a missing welcome
+mail → start a session → the login ledger gives the attempt back and logs the login, a moment
+later and in bulk (stores/ledger.py). A password-only login with nothing to remember costs three
+database commands: the read, the count, the session.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,24 +22,31 @@ from api.auth.addresses import lookup_key
 from api.auth.context import AuthContext, Client, TokenPair
 from api.auth.networks import REFRESH_AFTER, is_known, last_seen, network_digest
 from api.auth.steps import attempts
+from api.auth.steps.attempts import Attempt
 from api.auth.steps.issue import start_session
 from api.auth.steps.notices import record_event
 from api.auth.stores.limits import Action
-from api.auth.stores.security_log import EventType
+from api.auth.stores.security_log import EventType, event_doc
 from api.errors import RateLimited, ServiceUnavailable, Unauthorized
 from api.schemas import LoginRequest
 
 
-def login(ctx: AuthContext, body: LoginRequest, *, client: Client) -> TokenPair:
-    """Check the credentials and return a new session's token pair; raise Unauthorized."""
+@dataclass(frozen=True)
+class MfaChallenge:
+    """The password was right; the account has a second factor: send its code with this."""
+
+    mfa_token: str
+    expires_in: int
+
+
+def login(ctx: AuthContext, body: LoginRequest, *, client: Client) -> TokenPair | MfaChallenge:
+    """Check the credentials; return a new session's token pair, or the challenge of the code
+    step for an account with a second factor; raise Unauthorized."""
     email = lookup_key(body.email)
     now = ctx.clock()
-    keys, counters = attempts.read_counters(ctx, email, client.ip, now=now)
     with ctx.admission.operation("users.find"):
         user = ctx.users.find_for_login(email)
-    network = network_digest(ctx.settings.password_pepper, client.ip)
-    known = user is not None and is_known(user, network, now)
-    attempt = attempts.begin(ctx, keys, counters, known_network=known, now=now)
+    attempt = attempts.for_login(ctx, email, user, client, now)
     stored_hash = user["password_hash"] if user is not None else None
     if not ctx.hasher.verify(body.password, stored_hash) or user is None:
         attempts.failed(ctx, attempt)
@@ -43,17 +54,44 @@ def login(ctx: AuthContext, body: LoginRequest, *, client: Client) -> TokenPair:
             record_event(ctx, user["_id"], EventType.LOGIN_FAILED, now=now, client=client)
         # One body for unknown email and wrong password: nothing tells them apart.
         raise Unauthorized("Invalid email or password.", code="invalid_credentials")
-    attempts.succeeded(ctx, attempt)
+    if (user.get("mfa") or {}).get("enabled"):
+        # The attempt stays counted until the code step succeeds too.
+        with ctx.admission.operation("mfa.open_challenge"):
+            token = ctx.mfa.open_challenge(user["_id"], now=now)
+        return MfaChallenge(token, ctx.mfa_challenge_ttl_s)
+    pair, _ = finish(ctx, user, attempt, client=client, now=now, amr=("pwd",))
+    return pair
+
+
+def finish(
+    ctx: AuthContext,
+    user: dict[str, Any],
+    attempt: Attempt,
+    *,
+    client: Client,
+    now: datetime,
+    amr: tuple[str, ...],
+) -> tuple[TokenPair, str]:
+    """Every step of a successful login after its last secret was checked: start the session
+    and owe its bookkeeping to the ledger. Return the pair and the session id."""
+    network = network_digest(ctx.settings.password_pepper, client.ip)
+    known = is_known(user, network, now)
     if not user.get("first_login_done"):
         _first_login(ctx, user)  # a new account has no usual network yet: no alert
     elif not known:
         _new_network(ctx, user, client, now)
     _remember_network(ctx, user, network, now)
     if not user.get("welcome_enqueued", True):
-        ctx.events.welcome(user["_id"], email, str(user.get("name", "")))
-    pair, sid = start_session(ctx, user, now=now, ip=client.ip, user_agent=client.user_agent)
-    ctx.events.login(user["_id"], sid, ip=client.ip, user_agent=client.user_agent, at=now)
-    return pair
+        ctx.events.welcome(user["_id"], user["email"], str(user.get("name", "")))
+    pair, sid = start_session(
+        ctx, user, now=now, ip=client.ip, user_agent=client.user_agent, amr=amr
+    )
+    logged = event_doc(
+        user["_id"], EventType.LOGIN_SUCCEEDED, at=now, ip=client.ip, user_agent=client.user_agent
+    )
+    attempts.succeeded(ctx, attempt, events=(logged,))
+    ctx.ledger.owe_eviction(user["_id"])
+    return pair, sid
 
 
 def _first_login(ctx: AuthContext, user: dict[str, Any]) -> None:

@@ -95,13 +95,6 @@ def rotate_current(
         renewed = ctx.sessions.reauthenticate(sid, principal.user_id, refresh, now=now)
     if not renewed:
         raise Unauthorized("The session has ended.", code="session_ended")
-    access = access_token(
-        ctx,
-        sub,
-        sid,
-        version,
-        now,
-        auth_time=now,
-        user=user,
-    )
+    amr = tuple(family.get("amr") or ("pwd",))  # how the session was signed in stays true
+    access = access_token(ctx, sub, sid, version, now, auth_time=now, user=user, amr=amr)
     return TokenPair(access, refresh, ctx.settings.access_ttl_s)

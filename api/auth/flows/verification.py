@@ -31,8 +31,11 @@ def request_verification(ctx: AuthContext, principal: Principal) -> None:
     try:
         with ctx.admission.operation("rate_limits.consume"):
             ctx.limits.consume(Action.VERIFY_RESEND, str(principal.user_id), now=now)
+            ctx.limits.consume(Action.VERIFY_DAILY, str(principal.user_id), now=now)
     except RateLimited:
-        return  # The last link was sent moments ago: the answer stays 202, nothing more sent.
+        # Asked moments ago, or too often today (API_VERIFY_MAX_PER_DAY in any 24 hours): the
+        # answer stays 202, nothing more is sent.
+        return
     window = str(int(now.timestamp()) // ctx.limits.window_s(Action.VERIFY_RESEND))
     ctx.events.verification(principal.user_id, window=window)
 

@@ -1,18 +1,20 @@
-"""Password attempts: the limits around every check of a password (login, re-authentication,
-changing the password), so no entry point is a cheaper way to guess.
+"""Password and second-factor attempts: the limits around every check of a secret (login, the
+login's code step, re-authentication, changing the password), so no entry point is a cheaper
+way to guess.
 
-    begin    read the counters (one round trip); refuse what the limits refuse for this client:
-             its own failures against the account back off exponentially, its failures against
-             any account are capped per window, and the account's consecutive failures from
-             anywhere are capped too, except from a network the user has logged in from (so
-             strangers cannot lock a user out); once the client has failures against the
-             account, reserve its turn atomically
-    failed   count the failure against all three
-    succeeded  end this client's and this account's runs (the address's window count stays: it
-             spans accounts); a clean record writes nothing
+    begin      count the attempt BEFORE the check, atomically, against every counter it falls
+               under (limits.take, one round trip): the account and client network together
+               (exponential backoff), the client network (IPv4 address or IPv6 /64) and its /48,
+               and the account (a rolling ceiling: one for networks the user never used, and
+               a separate one for the user's own networks, so strangers cannot lock the user
+               out, and someone inside a known network still has a ceiling). Over a limit:
+               429, and the secret is not checked. If the count cannot be written (the database
+               is slow or away), the secret is not checked either: 503 (fail closed)
+    failed     nothing more to write: the attempt is counted already
+    succeeded  give the attempt back to the network counters and end the account's runs, in
+               the login ledger (written a moment later, in bulk: stores/ledger.py)
 
-`check_current_password` puts them together for a signed-in user proving their password again
-(re-authentication, changing the password): a wrong one is a failed login in every respect.
+`check_current_password` puts them together for a signed-in user proving their password again.
 """
 
 from __future__ import annotations
@@ -22,96 +24,72 @@ from datetime import datetime
 from typing import Any
 
 from api.auth.context import AuthContext, Client, Principal
-from api.auth.networks import is_known, network_digest
+from api.auth.networks import client_networks, is_known, network_digest
 from api.auth.steps.notices import record_event
-from api.auth.stores.limits import Action, Counter, account_key
+from api.auth.stores.limits import Action, Counted, account_key
 from api.auth.stores.security_log import EventType
-from api.errors import RateLimited, ServiceUnavailable, Unauthorized
+from api.errors import RateLimited, Unauthorized
+
+NETWORK_COUNTERS = (Action.LOGIN_IP, Action.LOGIN_IP_WIDE)
+ACCOUNT_COUNTERS = (Action.LOGIN_ACCOUNT, Action.LOGIN_ACCOUNT_KNOWN)
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One password check under way: its counter keys, what they said, and its reservation."""
+    """One check of a secret under way: the counters it was counted against."""
 
-    keys: tuple[tuple[Action, str], ...]
-    counters: dict[Action, Counter]
-    reserved: bool
+    keys: tuple[Counted, ...]
     now: datetime
 
 
-def attempt_keys(email: str, ip: str) -> tuple[tuple[Action, str], ...]:
-    """Return the counters one attempt at `email`'s password from `ip` counts against."""
+def attempt_keys(email: str, ip: str, *, known_network: bool) -> tuple[Counted, ...]:
+    """Return the counters one attempt at `email`'s secrets from `ip` counts against."""
     account = account_key(email)
-    return (
-        (Action.LOGIN_PAIR, f"{account}:{ip}"),
-        (Action.LOGIN_IP, ip),
-        (Action.LOGIN_ACCOUNT, account),
-    )
+    narrow, wide = client_networks(ip)
+    keys: list[Counted] = [(Action.LOGIN_PAIR, f"{account}:{narrow}"), (Action.LOGIN_IP, narrow)]
+    if wide is not None:
+        keys.append((Action.LOGIN_IP_WIDE, wide))
+    keys.append((Action.LOGIN_ACCOUNT_KNOWN if known_network else Action.LOGIN_ACCOUNT, account))
+    return tuple(keys)
 
 
-def read_counters(
-    ctx: AuthContext, email: str, ip: str, *, now: datetime
-) -> tuple[tuple[tuple[Action, str], ...], dict[Action, Counter]]:
-    """Read the attempt counters of (email, ip) in one round trip."""
-    keys = attempt_keys(email, ip)
-    with ctx.admission.operation("rate_limits.read"):
-        return keys, ctx.limits.read(keys, now=now)
-
-
-def begin(
-    ctx: AuthContext,
-    keys: tuple[tuple[Action, str], ...],
-    counters: dict[Action, Counter],
-    *,
-    known_network: bool,
-    now: datetime,
-) -> Attempt:
-    """Let an attempt go ahead, or raise RateLimited (counted in the metrics)."""
-    refusal: RateLimited | None = None
-    for action, _ in keys:
-        if action is Action.LOGIN_ACCOUNT and known_network:
-            continue  # the user's own network is not blocked by strangers' failures
-        refusal = refusal or ctx.limits.over(action, counters[action], now=now)
-    try:
-        if refusal is not None:
-            raise refusal
-        pair_key = dict(keys)[Action.LOGIN_PAIR]
-        with ctx.admission.operation("rate_limits.reserve"):
-            reserved = ctx.limits.reserve(
-                Action.LOGIN_PAIR, pair_key, counters[Action.LOGIN_PAIR], now=now
-            )
-    except RateLimited as exc:
-        ctx.metrics.rate_limited.labels(exc.scope).inc()
+def begin(ctx: AuthContext, keys: tuple[Counted, ...], *, now: datetime) -> Attempt:
+    """Count the attempt; raise RateLimited (counted in the metrics) if a limit refuses it, or
+    ServiceUnavailable if it could not be counted. Only then may the secret be checked."""
+    with ctx.admission.operation("rate_limits.take"):
+        refusal = ctx.limits.take(keys, now=now)
+    if refusal is not None:
+        ctx.metrics.rate_limited.labels(refusal.scope).inc()
         ctx.metrics.login_failures.labels("rate_limited").inc()
-        raise
-    return Attempt(keys, counters, reserved, now)
+        raise refusal
+    return Attempt(keys, now)
 
 
-def failed(ctx: AuthContext, attempt: Attempt) -> None:
-    """Count a wrong password against the attempt's counters (the reserved one is counted)."""
-    unrecorded = [
-        (a, k) for a, k in attempt.keys if not (attempt.reserved and a is Action.LOGIN_PAIR)
-    ]
-    with ctx.admission.operation("rate_limits.record"):
-        ctx.limits.record_failure(unrecorded, now=attempt.now)
-    ctx.metrics.login_failures.labels("bad_credentials").inc()
+def for_login(
+    ctx: AuthContext, email: str, user: dict[str, Any] | None, client: Client, now: datetime
+) -> Attempt:
+    """Count an attempt at `email`'s secrets from `client` (the user's own network or not)."""
+    network = network_digest(ctx.settings.password_pepper, client.ip)
+    known = user is not None and is_known(user, network, now)
+    return begin(ctx, attempt_keys(email, client.ip, known_network=known), now=now)
 
 
-def succeeded(ctx: AuthContext, attempt: Attempt) -> None:
-    """End the client's and the account's runs of failures; nothing is written without one."""
-    runs = [
-        (a, k)
-        for a, k in attempt.keys
-        if a is not Action.LOGIN_IP
-        and (attempt.counters[a].count or (attempt.reserved and a is Action.LOGIN_PAIR))
-    ]
-    if not runs:
-        return
-    try:
-        with ctx.admission.operation("rate_limits.reset"):
-            ctx.limits.reset(runs, now=attempt.now)
-    except ServiceUnavailable:
-        pass  # Failing a good login over bookkeeping would be worse than a stale counter.
+def failed(ctx: AuthContext, attempt: Attempt, *, reason: str = "bad_credentials") -> None:
+    """A wrong secret: it is counted already; only the metrics remain."""
+    ctx.metrics.login_failures.labels(reason).inc()
+
+
+def succeeded(
+    ctx: AuthContext, attempt: Attempt, *, events: tuple[dict[str, Any], ...] = ()
+) -> None:
+    """A good secret: give the attempt back to the network counters and end the account's runs
+    of failures, with `events` for the security log, in the login ledger."""
+    refunds = [(a, k) for a, k in attempt.keys if a in NETWORK_COUNTERS]
+    ends = [(a, k) for a, k in attempt.keys if a not in NETWORK_COUNTERS]
+    # The owner got in: the account's runs of failures end, from every kind of network.
+    ends += [(other, k) for a, k in attempt.keys if a in ACCOUNT_COUNTERS
+             for other in ACCOUNT_COUNTERS if other is not a]  # fmt: skip
+    ctx.ledger.settle(refunds=refunds, ends=ends, events=events)
 
 
 def check_current_password(
@@ -123,12 +101,22 @@ def check_current_password(
         user = ctx.users.find_for_password(principal.user_id)
     if user is None:
         raise Unauthorized("The token has been revoked.", code="token_revoked")
-    keys, counters = read_counters(ctx, user["email"], client.ip, now=now)
-    known = is_known(user, network_digest(ctx.settings.password_pepper, client.ip), now)
-    attempt = begin(ctx, keys, counters, known_network=known, now=now)
+    attempt = for_login(ctx, user["email"], user, client, now)
     if not ctx.hasher.verify(password, user["password_hash"]):
         failed(ctx, attempt)
         record_event(ctx, principal.user_id, EventType.LOGIN_FAILED, now=now, client=client)
         raise Unauthorized("The password is not correct.", code="invalid_credentials")
     succeeded(ctx, attempt)
     return user
+
+
+__all__ = [
+    "Attempt",
+    "RateLimited",
+    "attempt_keys",
+    "begin",
+    "check_current_password",
+    "failed",
+    "for_login",
+    "succeeded",
+]

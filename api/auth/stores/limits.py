@@ -1,22 +1,20 @@
 """Rate limits in the `rate_limits` collection: one counter document per (action, key), with a
-policy per action. Keys are client addresses or digests (`account_key`): no email is stored.
+policy per action. Keys are network prefixes or digests (`account_key`): no email is stored.
 
-    Window(limit, window_s)      at most `limit` events per fixed window (sign-ups per address,
-                                 failed logins per address, consecutive failed logins per account)
+    Rolling(limit, window_s)     at most `limit` events in any window of `window_s` seconds,
+                                 exactly: the times of the last `limit` events are kept (a
+                                 sliding log), so there is no instant (midnight, the top of the
+                                 hour) at which a budget is suddenly whole again
     Backoff(free, base_s, cap_s) after `free` failures, each further attempt waits
-                                 base·2^(failures−free) seconds after the last failure, up to
-                                 `cap_s` (failed logins per account and address): a delay that
-                                 grows, never a wall, and it ends with a success
+                                 base·2^(failures−free) seconds after the last, up to `cap_s`
 
-Counting is where the cost is. `consume` counts an event atomically before the expensive step it
-guards (sign-up: the bcrypt hash), so concurrent events cannot all pass a check made before any
-was counted. Logins use `read` (one round trip for all their counters), `record_failure` (one
-bulk write, on failures only) and `reset` (only when a counter existed): a good login from a
-clean record writes nothing here. Once a Backoff record exists, every attempt `reserve`s its
-turn atomically first (counted as a failure in advance, forgotten on success), so concurrent
-attempts from that client cannot exceed it; only the very first burst against a clean record
-is checked in full, and recorded. Window limits are checked on the read and can be overshot by
-the attempts already past it when they fail together.
+Every event is counted before the step it guards, in one atomic write per counter, and the count
+decides: `take` counts a set of counters in ONE round trip (a bulk write of conditional upserts:
+a counter already at its limit does not match its filter, so its upsert collides with the
+existing document, and that duplicate key is the refusal). Of any number of concurrent attempts,
+exactly as many as the budget allows get through; a burst cannot outrun the count. `consume`
+does the same for one counter and says how long until there is room. `refund` gives an event
+back and ends runs (a login that turned out to be the owner's), `forget` ends runs.
 """
 
 from __future__ import annotations
@@ -24,37 +22,41 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import DeleteOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from api.errors import RateLimited
 
 COLLECTION = "rate_limits"
+DUPLICATE_KEY = 11000
 Doc = dict[str, Any]
 
 
 class Action(StrEnum):
     """What is limited; the value is the `scope` label of auth_rate_limited_total."""
 
-    SIGNUP = "signup_ip"
-    LOGIN_PAIR = "account_ip"  # failed logins of one account from one client address
-    LOGIN_IP = "ip"  # failed logins from one client address, any account
-    LOGIN_ACCOUNT = "account"  # consecutive failed logins of one account, any address
-    VERIFY_RESEND = "verify_resend"  # verification mails asked for by one account
-    FORGOT_CLIENT = "forgot_ip"  # reset requests from one client address (refused: 429)
+    SIGNUP = "signup_ip"  # sign-ups from one client network
+    LOGIN_PAIR = "account_ip"  # failed password checks of one account from one client network
+    LOGIN_IP = "ip"  # failed password checks from one client network (IPv6: its /64)
+    LOGIN_IP_WIDE = "ip48"  # the same from one IPv6 /48: rotating through /64s gains little
+    LOGIN_ACCOUNT = "account"  # failed checks of one account from networks it never used
+    LOGIN_ACCOUNT_KNOWN = "account_known"  # ... from its own networks (a higher ceiling)
+    VERIFY_RESEND = "verify_resend"  # verification mails asked for by one account (cooldown)
+    VERIFY_DAILY = "verify_daily"  # ... and per day
+    FORGOT_CLIENT = "forgot_ip"  # reset requests from one client network (refused: 429)
     FORGOT_ADDRESS = "forgot_address"  # reset mails to one address (beyond: silently none)
     NEW_DEVICE_MAIL = "new_device_mail"  # new-device login mails to one account
 
 
 @dataclass(frozen=True)
-class Window:
-    """At most `limit` counted events per key in each fixed window of `window_s` seconds."""
+class Rolling:
+    """At most `limit` counted events per key in any window of `window_s` seconds."""
 
     limit: int
     window_s: int
@@ -77,16 +79,8 @@ class Backoff:
         return float(min(self.cap_s, self.base_s * 2 ** (failures - self.free)))
 
 
-Policy = Window | Backoff
-
-
-@dataclass(frozen=True)
-class Counter:
-    """What a counter document says now: its count, and (Backoff) when the next try may come."""
-
-    count: int = 0
-    next_at: datetime | None = None
-    window_end: datetime | None = None
+Policy = Rolling | Backoff
+Counted = tuple[Action, str]
 
 
 def account_key(email: str) -> str:
@@ -102,133 +96,142 @@ class RateLimits:
         self._policies = dict(policies)
 
     def window_s(self, action: Action) -> int:
-        """Return the length of a Window action's windows, in seconds."""
-        return self._window(action).window_s
+        """Return the length of a Rolling action's window, in seconds."""
+        policy = self._policies[action]
+        assert isinstance(policy, Rolling), f"{action} is not counted in windows"
+        return policy.window_s
 
     def ensure_indexes(self) -> None:
-        """Create the TTL index that drops counters of finished windows and forgotten records."""
+        """Create the TTL index that drops counters nobody has touched for a window or two."""
         self._counters.create_index("expires_at", name="expires_ttl", expireAfterSeconds=0)
 
-    # -- counted before the expensive step --------------------------------------------------
+    # -- counting -------------------------------------------------------------------------
+
+    def take(self, counted: Iterable[Counted], *, now: datetime) -> RateLimited | None:
+        """Count one event against every (action, key) in one round trip, each only if it is
+        under its limit; return the refusal of the first that is not (None: all counted).
+        The counters that had room keep the event either way."""
+        items = list(counted)
+        over = self._take(items, now)
+        if over:
+            over = self._take([items[i] for i in over], now, indexes=over)  # first-insert races
+        if not over:
+            return None
+        action, key = items[over[0]]
+        return RateLimited(self._retry_after_s(action, key, now), scope=action.value)
 
     def consume(self, action: Action, key: str, *, now: datetime) -> None:
-        """Count one event of a Window action; raise RateLimited (with the time left in the
-        window) if it is over the limit. The event stays counted either way."""
-        policy = self._window(action)
-        window_start, window_end = self._window_bounds(policy, now)
-        update: Doc = {
-            "$inc": {"count": 1},
-            "$setOnInsert": {"scope": action.value, "expires_at": window_end},
-        }
-        counter_id = self._id(action, key, window_start)
-        try:
-            doc = self._upsert(counter_id, update)
-        except DuplicateKeyError:
-            # Two first events raced to insert the counter; it exists now, so this updates it.
-            doc = self._upsert(counter_id, update)
-        if int(doc["count"] if doc is not None else 1) > policy.limit:
-            raise RateLimited((window_end - now).total_seconds(), scope=action.value)
+        """Count one event of a Rolling action if the window has room; else raise RateLimited
+        with the time until it has (a refused event is not counted: it cannot extend the
+        wait)."""
+        refusal = self.take([(action, key)], now=now)
+        if refusal is not None:
+            raise refusal
 
-    # -- read first, write on failure -------------------------------------------------------
+    def forget(self, counted: Iterable[Counted]) -> None:
+        """Drop the counters (a success ends a run of failures)."""
+        ops = [DeleteOne({"_id": _id(action, key)}) for action, key in counted]
+        if ops:
+            self._counters.bulk_write(ops, ordered=False)
 
-    def read(self, keys: Iterable[tuple[Action, str]], *, now: datetime) -> dict[Action, Counter]:
-        """Return the current counter of each (action, key), in one round trip."""
-        ids = {self._current_id(action, key, now): action for action, key in keys}
-        found: dict[Action, Counter] = {action: Counter() for action in ids.values()}
-        for doc in self._counters.find({"_id": {"$in": list(ids)}}):
-            action = ids[doc["_id"]]
-            found[action] = Counter(
-                int(doc.get("count", 0)), doc.get("next_at"), doc.get("expires_at")
-            )
-        return found
-
-    def over(self, action: Action, counter: Counter, *, now: datetime) -> RateLimited | None:
-        """Return the refusal a counter read by `read` calls for now, or None."""
-        policy = self._policies[action]
-        if isinstance(policy, Window):
-            if counter.count >= policy.limit and counter.window_end is not None:
-                return RateLimited((counter.window_end - now).total_seconds(), scope=action.value)
-            return None
-        if counter.next_at is not None and counter.next_at > now:
-            return RateLimited((counter.next_at - now).total_seconds(), scope=action.value)
-        return None
-
-    def reserve(self, action: Action, key: str, counter: Counter, *, now: datetime) -> bool:
-        """Once a Backoff record exists, take this attempt's turn atomically, counted as a failure
-        in advance (a success resets it); raise RateLimited if the turn is not due or another
-        attempt took it first. Return whether anything was reserved (a clean record: nothing)."""
-        policy = self._backoff(action)
-        if counter.count == 0:
-            return False
-        doc = self._counters.find_one_and_update(
-            {"_id": self._current_id(action, key, now), "next_at": {"$lte": now}},
-            _backoff_failure(action, policy, now),
-            projection={"_id": 1},
-        )
-        if doc is None:
-            raise RateLimited(policy.delay_s(counter.count + 1), scope=action.value)
-        return True
-
-    def record_failure(self, keys: Iterable[tuple[Action, str]], *, now: datetime) -> None:
-        """Count one failure against every (action, key), in one bulk write."""
-        writes = [self._failure(action, key, now) for action, key in keys]
-        self._counters.bulk_write(writes, ordered=False)
-
-    def reset(self, keys: Iterable[tuple[Action, str]], *, now: datetime) -> None:
-        """Forget the counters of (action, key): a success ends a run of failures."""
-        ids = [self._current_id(action, key, now) for action, key in keys]
-        self._counters.delete_many({"_id": {"$in": ids}})
+    def settle(self, refunds: Iterable[Counted], ends: Iterable[Counted], *, now: datetime) -> None:
+        """Give back one event of each Rolling counter in `refunds` (the attempt turned out
+        good) and drop the counters in `ends`, in one round trip (the deferred bookkeeping of
+        good logins)."""
+        ops: list[UpdateOne | DeleteOne] = [
+            # The newest time is this attempt's (or a moment-later one's: the same count).
+            UpdateOne(
+                {"_id": _id(action, key), "times.0": {"$exists": True}}, {"$pop": {"times": 1}}
+            )  # fmt: skip
+            for action, key in refunds
+            if isinstance(self._policies[action], Rolling)
+        ]
+        ops.extend(DeleteOne({"_id": _id(action, key)}) for action, key in ends)
+        if ops:
+            self._counters.bulk_write(ops, ordered=False)
 
     # -- documents ---------------------------------------------------------------------------
 
-    def _failure(self, action: Action, key: str, now: datetime) -> UpdateOne:
+    def _take(
+        self, items: list[Counted], now: datetime, *, indexes: list[int] | None = None
+    ) -> list[int]:
+        """One bulk write of conditional counts; return the indexes (into the caller's list)
+        that collided: at their limit, or racing another first insert."""
+        positions = indexes if indexes is not None else list(range(len(items)))
+        ops = [self._conditional(action, key, now) for action, key in items]
+        if not ops:
+            return []
+        try:
+            self._counters.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return sorted(positions[e["index"]] for e in errors)
+        return []
+
+    def _conditional(self, action: Action, key: str, now: datetime) -> UpdateOne:
         policy = self._policies[action]
-        counter_id = self._current_id(action, key, now)
-        if isinstance(policy, Window):
-            _, window_end = self._window_bounds(policy, now)
-            update: Doc = {
-                "$inc": {"count": 1},
-                "$setOnInsert": {"scope": action.value, "expires_at": window_end},
+        if isinstance(policy, Rolling):
+            room = _rolling_room(policy, now)
+            update = _rolling_count(policy, now)
+        else:
+            count = {"$ifNull": ["$count", 0]}
+            due = {"$lte": [{"$ifNull": ["$next_at", now]}, now]}
+            room = {"$or": [{"$lt": [count, policy.free]}, due]}
+            update = _backoff_failure(action, policy, now)
+        return UpdateOne({"_id": _id(action, key), "$expr": room}, update, upsert=True)
+
+    def _retry_after_s(self, action: Action, key: str, now: datetime) -> float:
+        """How long until a refused counter has room again (one read, on refusals only)."""
+        doc = self._counters.find_one({"_id": _id(action, key)}) or {}
+        policy = self._policies[action]
+        if isinstance(policy, Rolling):
+            return _rolling_wait_s(doc, policy, now)
+        next_at = doc.get("next_at")
+        return max(1.0, (next_at - now).total_seconds()) if next_at else 1.0
+
+
+def _id(action: Action, key: str) -> str:
+    return f"{action.value}:{key}"
+
+
+# -- the sliding window: the times of the last `limit` events --------------------------------
+
+
+def _recent(policy: Rolling, now: datetime) -> Doc:
+    """The stored event times that fall in the window ending now."""
+    since = now - timedelta(seconds=policy.window_s)
+    return {"$filter": {"input": {"$ifNull": ["$times", []]}, "cond": {"$gt": ["$$this", since]}}}
+
+
+def _rolling_room(policy: Rolling, now: datetime) -> Doc:
+    """True while fewer than `limit` events fall in the window ending now."""
+    return {"$lt": [{"$size": _recent(policy, now)}, policy.limit]}
+
+
+def _rolling_count(policy: Rolling, now: datetime) -> list[Doc]:
+    """The update pipeline that forgets events older than the window and records one at `now`
+    (at most `limit` times are kept: the window can never hold more)."""
+    kept = {"$concatArrays": [_recent(policy, now), [now]]}
+    return [
+        {
+            "$set": {
+                "times": {"$slice": [kept, -policy.limit]},
+                "expires_at": now + timedelta(seconds=policy.window_s),
             }
-            return UpdateOne({"_id": counter_id}, update, upsert=True)
-        return UpdateOne({"_id": counter_id}, _backoff_failure(action, policy, now), upsert=True)
+        }
+    ]
 
-    def _upsert(self, counter_id: str, update: Doc) -> Doc | None:
-        doc: Doc | None = self._counters.find_one_and_update(
-            {"_id": counter_id},
-            update,
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-            projection={"count": 1},
-        )
-        return doc
 
-    def _current_id(self, action: Action, key: str, now: datetime) -> str:
-        policy = self._policies[action]
-        if isinstance(policy, Backoff):
-            return f"{action.value}:{key}"
-        window_start, _ = self._window_bounds(policy, now)
-        return self._id(action, key, window_start)
-
-    def _window(self, action: Action) -> Window:
-        policy = self._policies[action]
-        assert isinstance(policy, Window), f"{action} is not counted in windows"
-        return policy
-
-    def _backoff(self, action: Action) -> Backoff:
-        policy = self._policies[action]
-        assert isinstance(policy, Backoff), f"{action} has no backoff"
-        return policy
-
-    @staticmethod
-    def _window_bounds(policy: Window, now: datetime) -> tuple[datetime, datetime]:
-        start_s = int(now.timestamp()) // policy.window_s * policy.window_s
-        start = datetime.fromtimestamp(start_s, UTC)
-        return start, start + timedelta(seconds=policy.window_s)
-
-    @staticmethod
-    def _id(action: Action, key: str, window_start: datetime) -> str:
-        return f"{action.value}:{key}:{int(window_start.timestamp())}"
+def _rolling_wait_s(doc: Mapping[str, Any], policy: Rolling, now: datetime) -> float:
+    """How long until the oldest event that fills the window leaves it (at least a second)."""
+    since = now - timedelta(seconds=policy.window_s)
+    recent = sorted(t for t in doc.get("times", ()) if t > since)
+    if len(recent) < policy.limit:
+        return 1.0
+    leaves: datetime = recent[-policy.limit] + timedelta(seconds=policy.window_s)
+    return max(1.0, (leaves - now).total_seconds())
 
 
 def _backoff_failure(action: Action, policy: Backoff, now: datetime) -> list[Doc]:

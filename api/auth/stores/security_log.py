@@ -5,8 +5,9 @@ user reads at GET /users/me/security-events.
 
 Events are only inserted, never changed or deleted by the API. A few are also mailed to the user
 (MAILED): their mail is a queue job whose idempotency key is the event id, so one event is one
-mail. A successful login's event is written by the `user.login` job (the login audit), with the
-job id as its id; everything else is written by the flow that caused it.
+mail. A successful login's event is written by the worker's login ledger (stores/ledger.py), a
+moment after the login, in one write with the other logins of that moment; everything else is
+written by the flow that caused it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 COLLECTION = "security_events"
 USER_AGENT_MAX = 256
@@ -33,6 +35,12 @@ class EventType(StrEnum):
     PASSWORD_RESET = "password_reset"
     RESET_REQUESTED = "reset_requested"
     EMAIL_VERIFIED = "email_verified"
+    MFA_ENABLED = "mfa_enabled"
+    MFA_DISABLED = "mfa_disabled"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    MFA_FAILED = "mfa_failed"
+    SESSIONS_ENDED_BY_ADMIN = "sessions_ended_by_admin"
     SESSION_ENDED = "session_ended"
     REFRESH_REUSE_DETECTED = "refresh_reuse_detected"
 
@@ -43,9 +51,33 @@ MAILED = frozenset(
         EventType.PASSWORD_RESET,
         EventType.REFRESH_REUSE_DETECTED,
         EventType.NEW_DEVICE_LOGIN,
+        EventType.MFA_ENABLED,
+        EventType.MFA_DISABLED,
+        EventType.RECOVERY_CODES_REGENERATED,
+        EventType.RECOVERY_CODE_USED,
+        EventType.SESSIONS_ENDED_BY_ADMIN,
     }
 )
 """Events the user is told about by mail, always (no setting turns them off)."""
+
+
+def event_doc(
+    user_id: ObjectId,
+    event: EventType,
+    *,
+    at: datetime,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> dict[str, Any]:
+    """Return a new event's document, its id made now (so a repeated write is harmless)."""
+    return {
+        "_id": ObjectId(),
+        "user_id": user_id,
+        "type": event.value,
+        "at": at,
+        "ip": ip,
+        "user_agent": (user_agent or "")[:USER_AGENT_MAX] or None,
+    }
 
 
 class SecurityLog:
@@ -79,6 +111,16 @@ class SecurityLog:
         oid = event_id or ObjectId()
         self._events.update_one({"_id": oid}, {"$setOnInsert": doc}, upsert=True)
         return oid
+
+    def record_many(self, events: list[dict[str, Any]]) -> None:
+        """Append events built by `event_doc`, in one write; ones already there are skipped."""
+        if not events:
+            return
+        try:
+            self._events.insert_many(events, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
 
     def page(
         self, user_id: ObjectId, *, before: ObjectId | None = None, limit: int = 20

@@ -1,7 +1,8 @@
 """Sessions as refresh-token families, in the `sessions` collection.
 
     {_id: sid, user_id, refresh_digest, created_at, last_used_at, idle_expires_at, expires_at,
-     rotations, revoked_at, revoked_reason, ip, user_agent, auth_time}
+     rotations, revoked_at, revoked_reason, ip, user_agent, auth_time, amr,
+     previous_digest, rotated_at}
 
 `auth_time` is when the user last proved who they are in this session (the login, or a
 re-authentication with the password); every access token of the session carries it. `ip` and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -35,10 +37,31 @@ USER_AGENT_MAX = 256
 
 class Rotation(StrEnum):
     ROTATED = "rotated"
+    GRACE = "grace"  # the token rotated a moment ago, presented again (see rotate)
     REUSED = "reused"
     REVOKED = "revoked"
     EXPIRED = "expired"
     UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """What a rotation tells the refresh: when the user signed in, how, and when it rotated
+    (GRACE: the earlier rotation, and the digest the family must still hold)."""
+
+    auth_time: datetime
+    amr: tuple[str, ...]
+    rotated_at: datetime
+    current_digest: bytes | None = None
+
+
+def _rotated(doc: dict[str, Any], at: datetime, *, current: bytes | None = None) -> Rotated:
+    return Rotated(
+        auth_time=doc.get("auth_time") or doc["created_at"],
+        amr=tuple(doc.get("amr") or ("pwd",)),
+        rotated_at=at,
+        current_digest=current,
+    )
 
 
 def token_digest(token: str) -> bytes:
@@ -73,8 +96,10 @@ class SessionStore:
         expires_at: datetime,
         ip: str = "",
         user_agent: str = "",
+        amr: tuple[str, ...] = ("pwd",),
     ) -> None:
-        """Record a new family whose current refresh token is `refresh_token`."""
+        """Record a new family whose current refresh token is `refresh_token`, signed in by
+        `amr` (the cap on a user's sessions is kept later: steps/eviction.py)."""
         self._sessions.insert_one(
             {
                 "_id": sid,
@@ -90,6 +115,7 @@ class SessionStore:
                 "ip": ip,
                 "user_agent": user_agent[:USER_AGENT_MAX],
                 "auth_time": now,
+                "amr": list(amr),
             }
         )
 
@@ -102,9 +128,13 @@ class SessionStore:
         *,
         now: datetime,
         expires_at: datetime,
-    ) -> tuple[Rotation, datetime | None]:
+        grace_s: float = 0.0,
+    ) -> tuple[Rotation, Rotated | None]:
         """Swap the family's current token `presented` for `replacement` in one atomic write;
-        return the outcome and, when rotated, the session's auth_time."""
+        return the outcome and, when rotated, the session's sign-in facts. The token replaced
+        last is remembered: presented again within `grace_s` of its rotation (two tabs, or a
+        poll and a click, refreshing with one cookie) it is GRACE, not a reuse, and the caller
+        answers with the same replacement (which the family must still hold)."""
         digest = token_digest(presented)
         updated = self._sessions.find_one_and_update(
             {
@@ -118,32 +148,41 @@ class SessionStore:
             {
                 "$set": {
                     "refresh_digest": token_digest(replacement),
+                    "previous_digest": digest,
+                    "rotated_at": now,
                     "last_used_at": now,
                     "idle_expires_at": min(now + self._idle, expires_at),
                 },
                 "$inc": {"rotations": 1},
             },
-            projection={"auth_time": 1, "created_at": 1},
+            projection={"auth_time": 1, "created_at": 1, "amr": 1},
         )
         if updated is not None:
-            return Rotation.ROTATED, updated.get("auth_time") or updated["created_at"]
-        return self._why_not_rotated(sid, user_id, digest, now), None
+            return Rotation.ROTATED, _rotated(updated, now)
+        return self._why_not_rotated(sid, user_id, digest, now, grace_s)
 
     def _why_not_rotated(
-        self, sid: str, user_id: ObjectId, digest: bytes, now: datetime
-    ) -> Rotation:
+        self, sid: str, user_id: ObjectId, digest: bytes, now: datetime, grace_s: float
+    ) -> tuple[Rotation, Rotated | None]:
         family = self._sessions.find_one({"_id": sid, "user_id": user_id})
         if family is None:
-            return Rotation.UNKNOWN
+            return Rotation.UNKNOWN, None
         if family["revoked_at"] is not None:
-            return Rotation.REVOKED
+            return Rotation.REVOKED, None
         if family["expires_at"] <= now or family["idle_expires_at"] <= now:
-            return Rotation.EXPIRED
+            return Rotation.EXPIRED, None
+        rotated_at = family.get("rotated_at")
+        if (
+            family.get("previous_digest") == digest
+            and rotated_at is not None
+            and (now - rotated_at).total_seconds() <= grace_s
+        ):
+            return Rotation.GRACE, _rotated(family, rotated_at, current=family["refresh_digest"])
         if family["refresh_digest"] != digest:
             # A genuine token of this family that is no longer current: it was replayed. The
             # caller ends the family and its access tokens together (auth/steps/revocation.py).
-            return Rotation.REUSED
-        return Rotation.UNKNOWN
+            return Rotation.REUSED, None
+        return Rotation.UNKNOWN, None
 
     def revoke(
         self, sid: str, *, reason: str, now: datetime, session: ClientSession | None = None
@@ -213,7 +252,29 @@ class SessionStore:
             .limit(limit)
         )
 
+    def over_cap(self, user_ids: list[ObjectId], *, cap: int, now: datetime) -> list[ObjectId]:
+        """Return which of the users have more than `cap` live sessions (one aggregate)."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"user_id": {"$in": user_ids}, **_live(now)}},
+            {"$group": {"_id": "$user_id", "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": cap}}},
+        ]
+        return [row["_id"] for row in self._sessions.aggregate(pipeline)]
+
+    def oldest_beyond(self, user_id: ObjectId, *, cap: int, now: datetime) -> list[str]:
+        """Return the ids of the user's live sessions beyond the `cap` newest."""
+        docs = (
+            self._sessions.find({"user_id": user_id, **_live(now)}, {"_id": 1})
+            .sort([("created_at", -1), ("_id", -1)])
+            .skip(cap)
+        )
+        return [doc["_id"] for doc in docs]
+
     def get(self, sid: str) -> dict[str, Any] | None:
         """Return a family document (for tests and diagnostics), or None."""
         doc: dict[str, Any] | None = self._sessions.find_one({"_id": sid})
         return doc
+
+
+def _live(now: datetime) -> dict[str, Any]:
+    return {"revoked_at": None, "expires_at": {"$gt": now}, "idle_expires_at": {"$gt": now}}

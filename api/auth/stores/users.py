@@ -9,12 +9,14 @@ token issued before is refused at once. `revoked_sessions` holds each session en
 or reuse detection until its last access token has expired (`until`), however many sessions
 end in between; expired entries are dropped by the next revocation, so the list is bounded by
 the sessions one user ends within one access-token lifetime. Both come back in the one read that
-authenticates a request (the profile route needs that read anyway).
+authenticates a request (the profile route needs that read anyway). The `mfa` field (the second
+factor) is written only by stores/mfa.py.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from bson import ObjectId
@@ -41,6 +43,32 @@ AUTH_FIELDS = {
 }
 
 
+LOGIN_FIELDS = {
+    "email": 1,
+    "password_hash": 1,
+    "token_version": 1,
+    "welcome_enqueued": 1,
+    "name": 1,
+    "known_networks": 1,
+    "email_verified": 1,
+    "first_login_done": 1,
+    "role": 1,
+    "mfa": 1,
+}
+
+
+class RoleChange(StrEnum):
+    DONE = "done"
+    NO_ACCOUNT = "no_account"
+    UNVERIFIED = "unverified"
+
+    def message(self, email: str) -> str:
+        """What an operator is told when the change did not happen."""
+        if self is RoleChange.UNVERIFIED:
+            return f"{email} has not verified the address yet: roles need a verified address."
+        return f"No account with the address {email!r}."
+
+
 def parse_user_id(value: str) -> ObjectId | None:
     """Return the ObjectId for a user id string, or None when it is malformed."""
     if len(value) != 24:
@@ -55,6 +83,7 @@ class UserStore:
     """Create, find and update user accounts."""
 
     def __init__(self, db: Database[Any]) -> None:
+        self.db = db
         self._users: Collection[Any] = db[COLLECTION]
         self._indexed = False
 
@@ -98,19 +127,14 @@ class UserStore:
         return user_id
 
     def find_for_login(self, email: str) -> dict[str, Any] | None:
-        """Return the fields a login needs (id, hash, token version, welcome flag, networks)."""
-        doc: dict[str, Any] | None = self._users.find_one(
-            {"email": email},
-            {
-                "password_hash": 1,
-                "token_version": 1,
-                "welcome_enqueued": 1,
-                "name": 1,
-                "known_networks": 1,
-                "email_verified": 1,
-                "first_login_done": 1,
-            },
-        )
+        """Return the fields a login needs (id, hash, token version, welcome flag, networks,
+        role, second factor)."""
+        doc: dict[str, Any] | None = self._users.find_one({"email": email}, LOGIN_FIELDS)
+        return doc
+
+    def find_for_login_by_id(self, user_id: ObjectId) -> dict[str, Any] | None:
+        """`find_for_login` by id (the login's code step, a signed-in user's factor step)."""
+        doc: dict[str, Any] | None = self._users.find_one({"_id": user_id}, LOGIN_FIELDS)
         return doc
 
     def remember_network(self, user_id: ObjectId, digest: str, *, now: datetime) -> None:
@@ -265,15 +289,27 @@ class UserStore:
         """Record that the user has logged in since signing up (new-device alerts start)."""
         self._users.update_one({"_id": user_id}, {"$set": {"first_login_done": True}})
 
-    def set_role(self, email: str, role: str | None) -> bool:
-        """Give the account with this address a dashboard role (None: take it away)."""
-        update = {"$set": {"role": role}} if role else {"$unset": {"role": ""}}
-        return self._users.update_one({"email": email}, update).matched_count == 1
+    def set_role(self, email: str, role: str | None) -> RoleChange:
+        """Give the account with this address a dashboard role (None: take it away). A role is
+        only granted to an address its owner verified (whoever controls the mailbox can reset
+        the password, so an unverified address must not carry power)."""
+        if role is None:
+            found = self._users.update_one({"email": email}, {"$unset": {"role": ""}})
+            return RoleChange.DONE if found.matched_count else RoleChange.NO_ACCOUNT
+        granted = self._users.update_one(
+            {"email": email, "email_verified": True}, {"$set": {"role": role}}
+        )
+        if granted.matched_count:
+            return RoleChange.DONE
+        if self._users.count_documents({"email": email}, limit=1):
+            return RoleChange.UNVERIFIED
+        return RoleChange.NO_ACCOUNT
 
     def with_roles(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Return the accounts that have a dashboard role."""
+        """Return the accounts that have a dashboard role (with whether a factor is on)."""
         query = {"role": {"$exists": True}}
-        return list(self._users.find(query, {"email": 1, "name": 1, "role": 1}).limit(limit))
+        fields = {"email": 1, "name": 1, "role": 1, "mfa.enabled": 1}
+        return list(self._users.find(query, fields).limit(limit))
 
     def mark_welcome_enqueued(self, user_id: ObjectId) -> None:
         """Record that the user.created job is in the queue."""

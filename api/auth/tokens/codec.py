@@ -4,8 +4,11 @@ Refresh tokens are HS256 with kid-selected secrets (API_JWT_KEYS): the API is th
 issuer and verifier, and `kid` lets a new secret become active while tokens signed by the
 previous one stay valid until they expire. Access tokens are ES256 when API_JWT_SIGNING_KEYS
 holds keys (signing_keys.py: RFC 9068's profile, `typ: at+jwt`, verifiable by anyone from the
-JWKS), else HS256 like refresh tokens. Switching to ES256 is a deploy: HS256 access tokens
-issued before keep verifying until they expire.
+JWKS), else HS256 like refresh tokens. Switching to ES256 is a deploy: from the moment ES256
+signs, an HS256 access token is accepted only if it was issued before then, and only for one
+access-token lifetime afterwards (`hs256_grace_s`); such a token is marked `legacy`, and the
+caller checks that its session really exists (authenticate.py): the HS256 secret also signs
+refresh tokens, so a holder of it must not mint access tokens for sessions that never were.
 
 Each kid maps to exactly one (algorithm, key): an HS kid never verifies an ES256 token nor an
 ES kid an HS256 one (no algorithm confusion), and the header's `alg` must be that kid's.
@@ -57,6 +60,8 @@ class Claims:
     ver: int
     auth_time: int | None = None  # when the user last proved who they are (access tokens)
     email_verified: bool = False
+    amr: tuple[str, ...] = ()  # how the session was signed in (access tokens, RFC 8176)
+    legacy: bool = False  # an HS256 access token accepted in the grace after ES256 took over
 
 
 class TokenCodec:
@@ -72,9 +77,13 @@ class TokenCodec:
         leeway_s: int,
         cache_size: int = VERIFIED_CACHE_SIZE,
         signing_keys: tuple[SigningKey, ...] = (),
+        hs256_grace_s: int = 900,
     ) -> None:
         self._keys = dict(keys)
         self._signing = signing_keys
+        # From when ES256 signs access tokens (the first published key signs at once).
+        self._es_since = min((k.published_at for k in signing_keys), default=None)
+        self._hs256_grace_s = hs256_grace_s
         self._by_kid: dict[str, tuple[str, Any]] = {k: (ALGORITHM, v) for k, v in keys.items()}
         for signing in signing_keys:
             self._by_kid[signing.kid] = (ES256, signing.private.public_key())
@@ -136,11 +145,20 @@ class TokenCodec:
                     self._verified.pop(next(iter(self._verified)), None)
                 self._verified[token] = claims
         now_s = now.timestamp()
+        if claims.legacy and not self._legacy_allowed(claims, now_s):
+            raise Unauthorized(code="invalid_token")
         if claims.iat > now_s + self._leeway_s:
             raise Unauthorized(code="invalid_token")
         if claims.exp <= now_s - self._leeway_s:
             raise Unauthorized("The token has expired.", code="token_expired")
         return claims
+
+    def _legacy_allowed(self, claims: Claims, now_s: float) -> bool:
+        """An HS256 access token after the switch: issued before it, within the grace."""
+        if self._es_since is None:
+            return True
+        since = self._es_since.timestamp()
+        return claims.iat <= since + self._leeway_s and now_s <= since + self._hs256_grace_s
 
     def _verify_signed(self, token: str, expected: TokenType) -> Claims:
         """Check everything but the time claims: header, signature, registered claims, type."""
@@ -162,7 +180,8 @@ class TokenCodec:
             )
         except jwt.PyJWTError:
             raise Unauthorized(code="invalid_token") from None
-        return _claims(payload, expected)
+        legacy = expected == "access" and algorithm == ALGORITHM and bool(self._signing)
+        return _claims(payload, expected, legacy=legacy)
 
     def _key_for(self, header: Mapping[str, Any], expected: TokenType) -> tuple[str, Any]:
         """The kid's one (algorithm, key); the header must name that algorithm, and an ES256
@@ -176,7 +195,7 @@ class TokenCodec:
         return found
 
 
-def _claims(payload: Mapping[str, Any], expected: TokenType) -> Claims:
+def _claims(payload: Mapping[str, Any], expected: TokenType, *, legacy: bool = False) -> Claims:
     typ, sub, sid, jti = payload["typ"], payload["sub"], payload["sid"], payload["jti"]
     iat, exp, ver = payload["iat"], payload["exp"], payload.get("ver", 0)
     auth_time, email_verified = payload.get("auth_time"), payload.get("email_verified", False)
@@ -188,6 +207,9 @@ def _claims(payload: Mapping[str, Any], expected: TokenType) -> Claims:
         raise Unauthorized(code="invalid_token")
     if (auth_time is not None and type(auth_time) is not int) or type(email_verified) is not bool:
         raise Unauthorized(code="invalid_token")
+    amr = payload.get("amr", [])
+    if not isinstance(amr, list) or not all(isinstance(m, str) for m in amr):
+        raise Unauthorized(code="invalid_token")
     return Claims(
         sub=sub,
         sid=sid,
@@ -198,4 +220,6 @@ def _claims(payload: Mapping[str, Any], expected: TokenType) -> Claims:
         ver=ver,
         auth_time=auth_time,
         email_verified=email_verified,
+        amr=tuple(amr),
+        legacy=legacy,
     )
