@@ -72,6 +72,7 @@ from api.resources.me import (
     SessionsResource,
 )
 from api.resources.mfa import (
+    MfaDisableResource,
     MfaLoginResource,
     MfaResource,
     RecoveryCodesResource,
@@ -194,6 +195,7 @@ def create_app(
         ("/users/me/reauthenticate", ReauthenticateResource(auth)),
         ("/users/me/security-events", SecurityEventsResource(auth)),
         ("/users/me/mfa", MfaResource(auth)),
+        ("/users/me/mfa/disable", MfaDisableResource(auth)),
         ("/users/me/mfa/totp", TotpEnrolmentResource(auth)),
         ("/users/me/mfa/totp/confirm", TotpConfirmResource(auth)),
         ("/users/me/mfa/recovery-codes", RecoveryCodesResource(auth)),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +45,7 @@ from api.resources.accounts import client_of
 from api.schemas import LoginRequest, MfaLoginRequest
 
 COOKIE = "__Host-jobauth_admin"
+EXPIRED = datetime(1970, 1, 1, tzinfo=UTC)  # a cookie set to expire then is deleted
 SEPARATOR = "~"
 
 
@@ -132,7 +134,7 @@ class Gate:
         logout(self.auth, user.principal)
         self._audit(user.principal.user, "signout", "")
         # A __Host- cookie is only replaced by one with the same attributes (Secure, Path=/).
-        resp.set_cookie(COOKIE, "", max_age=0, secure=True, http_only=True,
+        resp.set_cookie(COOKIE, "", expires=EXPIRED, secure=True, http_only=True,
                         same_site="Strict", path="/")  # fmt: skip
 
     def require_recent(self, user: AdminUser) -> None:

@@ -103,7 +103,7 @@ class TotpConfirmResource:
 
 
 class MfaResource:
-    """GET /users/me/mfa: its state; DELETE /users/me/mfa {code | recovery_code}: turn it off."""
+    """GET /users/me/mfa: whether the factor is on, and unused recovery codes."""
 
     auth_required = True
     docs = {
@@ -113,15 +113,7 @@ class MfaResource:
             response=MfaStatus,
             bearer=True,
             errors=(401, 503),
-        ),
-        "delete": Operation(
-            "Turn the second factor off (a code or a recovery code, now)",
-            "account control",
-            ok_status=204,
-            request=MfaCodeRequest,
-            bearer=True,
-            errors=(*_BODY_ERRORS, 401, 409, 429),
-        ),
+        )
     }
 
     def __init__(self, auth: AuthContext) -> None:
@@ -131,7 +123,26 @@ class MfaResource:
         principal: Principal = req.context.principal
         send(resp, mfa.status(self._auth, principal))
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+
+class MfaDisableResource:
+    """POST /users/me/mfa/disable {code | recovery_code}: turn the factor off."""
+
+    auth_required = True
+    docs = {
+        "post": Operation(
+            "Turn the second factor off (a code or a recovery code, now)",
+            "account control",
+            ok_status=204,
+            request=MfaCodeRequest,
+            bearer=True,
+            errors=(*_BODY_ERRORS, 401, 409, 429),
+        )
+    }
+
+    def __init__(self, auth: AuthContext) -> None:
+        self._auth = auth
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal: Principal = req.context.principal
         body = decode(req.context.body, MfaCodeRequest)
         mfa.disable(self._auth, principal, body, client=client_of(req, self._auth))

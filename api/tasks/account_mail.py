@@ -56,6 +56,30 @@ NOTICES: dict[str, tuple[str, str]] = {
         "Your account was just signed in to from a network we have not seen before{where}. "
         "If this was you, there is nothing to do. If not, change your password now.",
     ),
+    EventType.MFA_ENABLED: (
+        "Two-step sign-in was turned on",
+        "An authenticator app was added to your account{where}: signing in now needs its code "
+        "too. If this was not you, reset your password and contact us.",
+    ),
+    EventType.MFA_DISABLED: (
+        "Two-step sign-in was turned off",
+        "The authenticator app of your account was removed{where}: a password alone signs in "
+        "again. If this was not you, reset your password and turn it back on.",
+    ),
+    EventType.RECOVERY_CODES_REGENERATED: (
+        "New recovery codes were made",
+        "New recovery codes were made for your account{where}; the old ones no longer work. "
+        "If this was not you, reset your password now.",
+    ),
+    EventType.RECOVERY_CODE_USED: (
+        "A recovery code was used",
+        "A recovery code was used to sign in to your account{where}; it cannot be used again. "
+        "If this was not you, reset your password and make new recovery codes.",
+    ),
+    EventType.SESSIONS_ENDED_BY_ADMIN: (
+        "You were signed out everywhere",
+        "An administrator ended every session of your account. Sign in again to go on.",
+    ),
 }
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
 from typing import Any
 from urllib.parse import urlencode
 
@@ -333,7 +335,7 @@ def test_the_role_cli_grants_revokes_and_refuses_unknown_accounts(
     assert bad.value.code == 2
     assert roles_cli.main(["revoke", "ops@example.com"], env) == 0
     assert "role" not in db.users.find_one({"email": "ops@example.com"})
-    changes = [(e["action"], e["target"]) for e in db.admin_audit.find().sort("at", 1)]
+    changes = [(e["action"], e["target"]) for e in db.admin_audit.find().sort("_id", 1)]
     assert changes == [("user.role", "ops@example.com → operator"),
                        ("user.role", "ops@example.com → none")]  # fmt: skip
     assert all(e["email"].startswith("cli:") for e in db.admin_audit.find())
@@ -355,3 +357,80 @@ def test_a_database_timeout_is_a_503_page_not_a_500(
     result = admin.get("/admin/api/overview")
     assert result.status_code == 503 and result.headers["retry-after"] == "5"
     assert "did not answer in time" in result.text
+
+
+def test_two_tabs_refreshing_one_expired_cookie_both_stay_signed_in(
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    """Two requests with one expired access token (two tabs polling, or a poll and a click):
+    both are served, the session stays, and nobody is mailed a theft warning."""
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
+    clock.advance(ApiSettings.access_ttl_s + 60)
+    barrier = Barrier(2)
+
+    def poll(_: int) -> int:
+        barrier.wait()
+        return int(admin.get("/admin/api/overview").status_code)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert sorted(pool.map(poll, range(2))) == [200, 200]
+    assert db.sessions.count_documents({"revoked_reason": "reuse"}) == 0
+    assert db.security_events.count_documents({"type": "refresh_reuse_detected"}) == 0
+
+
+def test_signing_out_deletes_the_host_cookie_with_its_own_attributes(
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    """The deleting Set-Cookie repeats __Host-'s Secure and Path=/ (browsers ignore one
+    without them), and sign-in and sign-out are in the audit log."""
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
+    out = admin.post("/admin/logout", {"csrf": admin.csrf()})
+    header = next(v for k, v in out.headers.items() if k.lower() == "set-cookie")
+    assert header.startswith(f'{COOKIE}="";') and "Secure" in header and "Path=/" in header
+    assert "expires=thu, 01 jan 1970" in header.lower()
+    actions = [e["action"] for e in db.admin_audit.find().sort("_id", 1)]
+    assert actions[0] == "signin" and actions[-1] == "signout"
+
+
+def test_role_holders_without_a_second_factor_cannot_sign_in(
+    admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    """A role without a second factor is refused at the password step (and audited); the
+    session that login opened is ended."""
+    signup(admin_client, "ops@example.com")
+    db.users.update_one({"email": "ops@example.com"}, {"$set": {"role": "admin"}})
+    result = Browser(admin_client).sign_in("ops@example.com")
+    assert result.status_code == 403 and "second factor" in result.text
+    assert COOKIE not in result.cookies
+    assert db.sessions.count_documents({"revoked_at": None}) == 1  # only the sign-up's
+    assert db.admin_audit.find_one({"action": "signin.refused"})["target"] == "no second factor"
+
+
+def test_sensitive_actions_need_a_recent_sign_in_and_roles_a_verified_address(
+    clock: Clock, admin_client: testing.TestClient, db: Database[Any]
+) -> None:
+    """A role change needs a sign-in within API_ADMIN_RECENT_SIGNIN_S and a verified address;
+    ending a user's sessions ends every one of them, mailed, logged and audited."""
+    admin = with_role(admin_client, db, "admin@example.com", "admin", clock)
+    target = signup(admin_client, "bob@example.com")
+    change = {"csrf": admin.csrf(), "email": "bob@example.com", "role": "viewer"}
+    unverified = admin.post("/admin/users/role", change)
+    assert unverified.status_code == 403 and "verified" in unverified.text
+    db.users.update_one({"email": "bob@example.com"}, {"$set": {"email_verified": True}})
+    assert admin.post("/admin/users/role", change).status_code == 303
+    clock.advance(ApiSettings.admin_recent_signin_s + 1)
+    admin.get("/admin/queues")  # refreshes the access token: the sign-in stays as old
+    stale = admin.post("/admin/users/role", {**change, "csrf": admin.csrf(), "role": "admin"})
+    assert stale.status_code == 403 and "recent sign-in" in stale.text
+    assert db.users.find_one({"email": "bob@example.com"})["role"] == "viewer"
+    fresh = with_role(admin_client, db, "root@example.com", "admin", clock)
+    ended = fresh.post("/admin/users/sessions", {"csrf": fresh.csrf(), "email": "bob@example.com"})
+    assert ended.status_code == 303
+    assert (
+        admin_client.simulate_get(
+            "/users/profile", headers=bearer(target["access_token"])
+        ).status_code
+        == 401
+    )
+    assert db.security_events.count_documents({"type": "sessions_ended_by_admin"}) == 1
+    assert db.admin_audit.find_one({"action": "user.sessions_ended"})["target"] == "bob@example.com"

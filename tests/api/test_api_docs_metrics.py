@@ -23,7 +23,7 @@ ROUTES = {
     ("/users/me/password", "post"), ("/users/me/sessions", "get"),
     ("/users/me/sessions/{session_id}", "delete"), ("/users/me/reauthenticate", "post"),
     ("/users/me/security-events", "get"), ("/.well-known/jwks.json", "get"),
-    ("/users/login/mfa", "post"), ("/users/me/mfa", "get"), ("/users/me/mfa", "delete"),
+    ("/users/login/mfa", "post"), ("/users/me/mfa", "get"), ("/users/me/mfa/disable", "post"),
     ("/users/me/mfa/totp", "post"), ("/users/me/mfa/totp/confirm", "post"),
     ("/users/me/mfa/recovery-codes", "post"),
 }  # fmt: skip

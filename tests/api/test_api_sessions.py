@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
-from apihelpers import PASSWORD, Clock, bearer, signup
+from apihelpers import PASSWORD, AppFactory, Clock, bearer, signup
 from falcon import testing
 from pymongo.database import Database
 from pymongo.errors import AutoReconnect
@@ -254,3 +255,21 @@ def test_a_token_two_rotations_behind_is_a_replay_even_within_the_grace(
     assert refresh(client, second["refresh_token"]).status_code == 200
     replay = refresh(client, first["refresh_token"])
     assert replay.json["error"]["code"] == "refresh_token_reused"
+
+
+def test_sessions_beyond_the_cap_end_oldest_first(
+    make_client: AppFactory, settings: ApiSettings, clock: Clock, db: Database
+) -> None:
+    """With API_MAX_SESSIONS_PER_USER=2, a third session ends the oldest (its refresh and
+    access tokens stop working); the two newest go on."""
+    client = make_client(dataclasses.replace(settings, max_sessions_per_user=2))
+    first = signup(client)
+    clock.advance(1)
+    second = login(client)
+    clock.advance(1)
+    third = login(client)
+    assert profile_status(client, first["access_token"]) == 401
+    assert refresh(client, first["refresh_token"]).status_code == 401
+    for live in (second, third):
+        assert profile_status(client, live["access_token"]) == 200
+    assert db["sessions"].count_documents({"revoked_reason": "evicted"}) == 1

@@ -83,3 +83,8 @@ def only(messages: list[EmailMessage], subject: str) -> EmailMessage:
     matching = [m for m in messages if m["Subject"] == subject]
     assert len(matching) == 1, [m["Subject"] for m in messages]
     return matching[0]
+
+
+def reset_token(runner: MailRunner) -> str:
+    """Run the mail jobs and return the token of the one password-reset mail."""
+    return token_in(only(runner.run(), "Reset your password"))

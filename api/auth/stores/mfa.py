@@ -137,7 +137,10 @@ class MfaStore:
                 "mfa.enabled": True,
                 "mfa.recovery": {"$elemMatch": {"digest": digest, "used_at": None}},
             },
-            {"$set": {"mfa.recovery.$.used_at": now}},
+            # arrayFilters rather than the positional `$`: the local server does not resolve
+            # `$` under a nested path (docs/local-database.md); both mean the same on MongoDB.
+            {"$set": {"mfa.recovery.$[code].used_at": now}},
+            array_filters=[{"code.digest": digest, "code.used_at": None}],
             projection={"mfa.recovery": 1},
             return_document=ReturnDocument.AFTER,
         )

@@ -212,7 +212,7 @@
   handle(document.getElementById("manage-form"), async function (event) {
     const step = secondFactor(document.getElementById("manage-code"));
     if (event.submitter && event.submitter.id === "disable") {
-      await call("DELETE", "/users/me/mfa", step);
+      await call("POST", "/users/me/mfa/disable", step);
       document.getElementById("codes").hidden = true;
       show("Your second factor is off.", "ok");
     } else {
