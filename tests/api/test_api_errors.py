@@ -197,3 +197,24 @@ def test_the_client_ip_comes_from_trusted_proxy_hops_only() -> None:
     assert client_ip(req, 1) == "203.0.113.9"
     assert client_ip(req, 2) == "6.6.6.6"
     assert client_ip(req, 5) == "6.6.6.6"
+
+
+def test_readyz_fails_until_every_index_exists_and_a_failed_one_does_not_skip_the_rest(
+    db: Database[Any], make_client: AppFactory
+) -> None:
+    """A database error on one store's index (here: a conflicting index already holds the name
+    the sessions store uses) leaves /readyz at 503 and is retried on each probe; once it is
+    gone, the same app creates it and every later store's index (rate-limit, token and MFA
+    challenge TTLs, the security log's order) and answers 200. Before: the error was logged,
+    the rest skipped and /readyz said 200 regardless."""
+    db.sessions.create_index([("created_at", 1)], name="user_id")
+    client = make_client()
+    for _ in range(2):
+        assert assert_error(client.simulate_get("/readyz"), 503)["code"] == "service_unavailable"
+    assert "expires_ttl" not in db.rate_limits.index_information()
+    db.sessions.drop_index("user_id")
+    assert client.simulate_get("/readyz").status_code == 200
+    assert db.sessions.index_information()["user_id"]["key"] == [("user_id", 1)]
+    for collection in ("rate_limits", "account_tokens", "mfa_challenges"):
+        assert "expires_ttl" in db[collection].index_information(), collection
+    assert "user_page" in db.security_events.index_information()

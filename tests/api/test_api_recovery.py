@@ -116,6 +116,32 @@ def test_resend_has_a_cooldown_and_replaces_the_previous_link(
     assert mail.run() == []
 
 
+def test_resends_are_capped_per_day_in_a_rolling_window(
+    client: testing.TestClient, mail: MailRunner, clock: Clock, settings: ApiSettings
+) -> None:
+    """Past the cooldown each ask sends a mail, up to API_VERIFY_MAX_PER_DAY in any 24 hours;
+    further asks answer 202 and send nothing (no mailbox flooding at one a minute for ever);
+    24 hours after the first, one more may go. Before: one every 60 s, without end."""
+    cap = settings.accounts.verify_max_per_day
+    tokens = signup(client)
+    only(mail.run(), WELCOME)
+    resend = lambda access: client.simulate_post(  # noqa: E731
+        "/users/me/verify-email", headers=bearer(access)
+    )
+    for _ in range(cap):
+        assert resend(tokens["access_token"]).status_code == 202
+        only(mail.run(), VERIFY)
+        clock.advance(61)
+    for _ in range(3):
+        assert resend(tokens["access_token"]).status_code == 202
+        assert mail.run() == []
+        clock.advance(61)
+    clock.advance(86_400 - (cap + 3) * 61 + 1)  # the first mail is over a day old
+    fresh = client.simulate_post("/users/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert resend(fresh.json["access_token"]).status_code == 202
+    only(mail.run(), VERIFY)
+
+
 def test_a_verification_link_expires_after_a_day(
     client: testing.TestClient, mail: MailRunner, clock: Clock
 ) -> None:

@@ -1,5 +1,6 @@
 """The account pages in real headless Chromium against a real gunicorn API: a user opens the
-links from the outbox mails, verifies their address and sets a new password, then logs in."""
+links from the outbox mails, verifies their address and sets a new password, then logs in; a
+user adds an authenticator on the security page and signs in with its codes."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 from accountmail import TOKEN_RE, MailRunner, body_of, only
 from apihelpers import PASSWORD
 from apiserver import ApiServer, start_api
+from authenticator import Authenticator
 from browser import watch
-from playwright.sync_api import BrowserContext
+from playwright.sync_api import BrowserContext, Page
 from pymongo.database import Database
 
 from api.key_material import parse_keyring
@@ -119,3 +121,60 @@ def test_a_link_without_its_token_says_so(api: ApiServer, context: BrowserContex
     page.goto(f"http://127.0.0.1:{api.port}/account/reset-password")
     page.wait_for_selector("#status.error")
     assert page.is_disabled("#submit")
+
+
+def security_sign_in(page: Page, base: str, email: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/account/security")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("#signin")
+
+
+def test_the_security_page_adds_an_authenticator_and_its_codes_sign_in_once(
+    api: ApiServer, context: BrowserContext
+) -> None:
+    """A user adds an authenticator on /account/security (QR code and key shown, a code from
+    the key turns it on, 10 recovery codes shown once); signing in again asks for a code, which
+    works once; a recovery code works once; the API's login answers with a challenge, not
+    tokens."""
+    base = f"http://127.0.0.1:{api.port}"
+    signup = {"name": "Ada", "email": EMAIL, "password": PASSWORD}
+    assert api.request("POST", "/users/signup", signup).status == 201
+    page = context.new_page()
+    problems = watch(page)
+    security_sign_in(page, base, EMAIL)
+    page.wait_for_selector("#factor-state >> text=/off/")
+    page.click("#enrol")
+    page.wait_for_selector("#qr svg")
+    authenticator = Authenticator(page.inner_text("#secret"))
+    page.fill("#confirm-code", authenticator.code())
+    page.click("#confirm")
+    page.wait_for_selector("#recovery-codes li")
+    recovery = [item.inner_text() for item in page.query_selector_all("#recovery-codes li")]
+    assert len(set(recovery)) == 10
+    page.wait_for_selector("#factor-state >> text=/is on \\(10 recovery/")
+
+    password_only = api.request("POST", "/users/login", {"email": EMAIL, "password": PASSWORD})
+    assert password_only.json["mfa_required"] is True and "access_token" not in password_only.json
+
+    code = authenticator.code()
+    for attempt in ("first", "replay"):
+        again = context.new_page()
+        security_sign_in(again, base, EMAIL)
+        again.fill("#login-code", code)
+        again.click("#verify")
+        if attempt == "first":
+            again.wait_for_selector("#factor-state >> text=/is on/")
+        else:
+            again.wait_for_selector("#status.error")
+            assert again.is_hidden("#factor")
+    for attempt in ("first", "again"):
+        other = context.new_page()
+        security_sign_in(other, base, EMAIL)
+        other.fill("#login-recovery", recovery[0])
+        other.click("#verify")
+        if attempt == "first":
+            other.wait_for_selector("#factor-state >> text=/9 recovery codes/")
+        else:
+            other.wait_for_selector("#status.error")
+    assert not problems.console, problems.console

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from apiserver import ROOT, start_api
+from apiserver import ROOT, ApiServer, start_api
+from authenticator import Authenticator
 from browser import watch
 from playwright.sync_api import Browser, BrowserContext, Page
 from pymongo import MongoClient
@@ -49,14 +51,6 @@ def system(
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        for role in ROLES + ("nobody",):
-            body = {"name": role, "email": f"{role}@example.com", "password": PASSWORD}
-            assert api.request("POST", "/users/signup", body).status == 201
-        for role in ROLES:
-            subprocess.run(
-                [sys.executable, "-m", "api.admin", "grant", f"{role}@example.com", role],
-                cwd=ROOT, env=api.env, check=True, capture_output=True,
-            )  # fmt: skip
         settings = QueueSettings.from_env(api.env)
         from queue_worker.connection import connect, database
 
@@ -72,38 +66,125 @@ def system(
         mongo_client.drop_database(db_name)
 
 
-def sign_in(page: Page, base: str, role: str) -> None:
+@dataclass
+class Account:
+    email: str
+    role: str | None
+    authenticator: Authenticator | None
+
+
+def account(system: dict[str, Any], role: str | None, *, second_factor: bool = True) -> Account:
+    """A fresh account as an operator would have it: signed up, address verified, authenticator
+    added through the API, role granted with the CLI. (Fresh per sign-in: codes come from the
+    wall clock and each is good once.) The address is marked verified in the database, standing
+    in for the mailed link that tests/pages/test_account_pages.py follows."""
+    api: ApiServer = system["api"]
+    email = f"{role or 'nobody'}-{uuid.uuid4().hex[:8]}@example.com"
+    body = {"name": "Op", "email": email, "password": PASSWORD}
+    signup = api.request("POST", "/users/signup", body)
+    assert signup.status == 201, signup.json
+    system["db"].users.update_one({"email": email}, {"$set": {"email_verified": True}})
+    authenticator = None
+    if second_factor:
+        auth = {"Authorization": f"Bearer {signup.json['access_token']}"}
+        started = api.request("POST", "/users/me/mfa/totp", {}, headers=auth)
+        assert started.status == 201, started.json
+        authenticator = Authenticator(started.json["secret"])
+        confirmed = api.request(
+            "POST", "/users/me/mfa/totp/confirm", {"code": authenticator.code()}, headers=auth
+        )
+        assert confirmed.status == 200, confirmed.json
+    if role is not None:
+        subprocess.run(
+            [sys.executable, "-m", "api.admin", "grant", email, role],
+            cwd=ROOT, env=api.env, check=True, capture_output=True,
+        )  # fmt: skip
+    return Account(email, role, authenticator)
+
+
+def password_step(page: Page, base: str, who: Account) -> None:
     page.goto(f"{base}/admin")
-    page.fill("#email", f"{role}@example.com")
+    page.fill("#email", who.email)
     page.fill("#password", PASSWORD)
     page.click("#sign-in")
+
+
+def sign_in(page: Page, system: dict[str, Any], role: str) -> Account:
+    """Sign a fresh account with `role` in: password, then the authenticator's code."""
+    who = account(system, role)
+    assert who.authenticator is not None
+    password_step(page, system["base"], who)
+    page.fill("#code", who.authenticator.code())
+    page.click("#verify")
     page.wait_for_selector("#role")
     assert page.inner_text("#role") == role
+    return who
 
 
 def test_each_role_signs_in_and_a_user_without_one_is_refused(
     system: dict[str, Any], context: BrowserContext
 ) -> None:
-    """Each role signs in and out with the Strict cookie; an account without one is refused."""
+    """Each role signs in (password, then code) and out with the Strict cookie; an account
+    without a role is refused; a role holder without a second factor is sent to set one up."""
     page = context.new_page()
     problems = watch(page)
     for role in ROLES:
-        sign_in(page, system["base"], role)
+        sign_in(page, system, role)
         cookie = next(c for c in context.cookies() if c["name"] == "__Host-jobauth_admin")
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
         page.click("text=Sign out")
         page.wait_for_selector("#sign-in")
-    page.fill("#email", "nobody@example.com")
-    page.fill("#password", PASSWORD)
-    page.click("#sign-in")
+        assert not [c for c in context.cookies() if c["name"] == "__Host-jobauth_admin"]
+    password_step(page, system["base"], account(system, None, second_factor=False))
+    page.wait_for_selector("#error")
     assert "no dashboard role" in page.inner_text("#error")
+    password_step(page, system["base"], account(system, "admin", second_factor=False))
+    page.wait_for_selector("#error")
+    assert "/account/security" in page.inner_text("#error")
+    assert not [c for c in context.cookies() if c["name"] == "__Host-jobauth_admin"]
+    assert not problems.console, problems.console
+
+
+def test_a_code_signs_in_once_and_a_wrong_one_is_refused(
+    system: dict[str, Any], context: BrowserContext
+) -> None:
+    """The password alone opens nothing; a wrong code is refused on the code step; a code that
+    signed in once is refused the second time (replay), even with the right password."""
+    page = context.new_page()
+    problems = watch(page)
+    who = account(system, "viewer")
+    assert who.authenticator is not None
+    password_step(page, system["base"], who)
+    page.wait_for_selector("#code")
+    page.goto(f"{system['base']}/admin/queues")
+    page.wait_for_selector("#sign-in")  # the password step alone gave no session
+    password_step(page, system["base"], who)
+    code = who.authenticator.code()
+    page.fill("#code", "000000" if code != "000000" else "111111")
+    page.click("#verify")
+    page.wait_for_selector("#error")
+    password_step(page, system["base"], who)
+    page.fill("#code", code)
+    page.click("#verify")
+    page.wait_for_selector("#role")
+    page.click("text=Sign out")
+    password_step(page, system["base"], who)
+    page.fill("#code", code)
+    page.click("#verify")
+    page.wait_for_selector("#error")
+    assert page.query_selector("#role") is None
+    user = system["db"].users.find_one({"email": who.email})
+    failed = system["db"].security_events.count_documents(
+        {"user_id": user["_id"], "type": "mfa_failed"}
+    )
+    assert failed == 2  # the wrong code and the replayed one, both on the account's log
     assert not problems.console, problems.console
 
 
 def test_the_overview_moves_while_jobs_run(system: dict[str, Any], context: BrowserContext) -> None:
     """The overview's own script updates the figures while jobs finish."""
     page = context.new_page()
-    sign_in(page, system["base"], "viewer")
+    sign_in(page, system, "viewer")
     before = int(page.inner_text("#total-succeeded_1h"))
     system["store"].enqueue_many([{"task": "bench.noop"} for _ in range(5)])
     # The page's own script updates the figure (string evaluation is refused by the CSP).
@@ -121,7 +202,7 @@ def test_search_open_and_retry_a_dead_job_then_bulk_retry_a_filter(
     dead = [store.enqueue("bench.fail", {"tag": f"t{i}"}) for i in range(3)]
     wait_until(lambda: all(store.get(j.id).state.value == "dead" for j in dead), what="jobs to die")  # type: ignore[union-attr]
     page = context.new_page()
-    sign_in(page, system["base"], "operator")
+    operator = sign_in(page, system, "operator")
     page.goto(f"{system['base']}/admin/jobs?q={dead[0].id}")
     page.click("a.job-link")
     assert page.inner_text("#job-state") == "dead"
@@ -133,9 +214,9 @@ def test_search_open_and_retry_a_dead_job_then_bulk_retry_a_filter(
     wait_until(lambda: (job := store.get(dead[0].id)) is not None and job.state.value == "dead"
              and job.finished_at != first_death, what="the retried job to die again")  # fmt: skip
     retried = system["db"].admin_audit.find_one({"action": "job.retry", "target": dead[0].id})
-    assert retried is not None and retried["email"] == "operator@example.com"
+    assert retried is not None and retried["email"] == operator.email
     page.click("text=Sign out")
-    sign_in(page, system["base"], "admin")
+    sign_in(page, system, "admin")
     page.goto(f"{system['base']}/admin/jobs?view=dead&task=bench.fail")
     page.click("#retry-all")
     page.wait_for_selector("#confirm")
@@ -156,7 +237,7 @@ def test_pausing_a_queue_stops_claims_until_it_resumes(
     store: JobStore = system["store"]
     store.enqueue("bench.noop", queue="default")  # the queue exists on the page
     page = context.new_page()
-    sign_in(page, system["base"], "operator")
+    sign_in(page, system, "operator")
     page.goto(f"{system['base']}/admin/queues")
     page.click("#queue-default .queue-toggle")
     page.wait_for_selector("#queue-default .state:text('paused')")
@@ -191,7 +272,7 @@ def test_a_viewer_is_refused_operator_actions(
     """A viewer is not offered cancel, and a posted cancel is refused."""
     job = system["store"].enqueue("bench.noop", delay_s=3600)
     page = context.new_page()
-    sign_in(page, system["base"], "viewer")
+    sign_in(page, system, "viewer")
     page.goto(f"{system['base']}/admin/jobs/{job.id}")
     assert page.query_selector("#job-cancel") is None  # not offered
     csrf = page.get_attribute('meta[name="csrf-token"]', "content")
@@ -209,7 +290,7 @@ def test_cross_site_posts_and_posts_without_the_token_are_refused(
     """Cross-site posts and posts without the CSRF token change nothing; a proper post does."""
     job = system["store"].enqueue("bench.noop", delay_s=3600)
     page = context.new_page()
-    sign_in(page, system["base"], "operator")
+    sign_in(page, system, "operator")
     csrf = page.get_attribute('meta[name="csrf-token"]', "content") or ""
     url = f"{system['base']}/admin/jobs/{job.id}/cancel"
     cross = page.request.post(url, form={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"})
@@ -235,7 +316,7 @@ def test_payload_scripts_are_text_and_injected_scripts_do_not_run(
                                   delay_s=3600)  # fmt: skip
     page = context.new_page()
     problems = watch(page)
-    sign_in(page, system["base"], "viewer")
+    sign_in(page, system, "viewer")
     page.goto(f"{system['base']}/admin/jobs/{job.id}")
     assert "<script>window.pwned = 1</script>" in page.inner_text("#payload")
     page.evaluate(
@@ -266,7 +347,7 @@ def test_every_page_renders_for_an_admin_without_console_errors(
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems = watch(page)
-    sign_in(page, system["base"], "admin")
+    sign_in(page, system, "admin")
     system["store"].enqueue_many([{"task": "bench.noop", "queue": q} for q in ("default", "other")
                                   for _ in range(10)])  # fmt: skip
     failing = system["store"].enqueue("bench.fail", {"order": 1042, "api_key": "k-not-shown"})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,9 +103,13 @@ def provisioning_uri(secret: str, *, account: str, issuer: str) -> str:
 
 
 def qr_svg(uri: str) -> str:
-    """Return the URI as a QR code in SVG (no XML declaration: it is embedded in a page)."""
-    svg: str = segno.make(uri, error="m").svg_inline(scale=4, border=2)
-    return svg
+    """Return the URI as a QR code in SVG: no XML declaration (it is embedded in a page) but
+    the SVG namespace, so that a page parsing it as image/svg+xml gets SVG elements."""
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(
+        out, kind="svg", xmldecl=False, svgns=True, nl=False, scale=4, border=2
+    )
+    return out.getvalue().decode("utf-8")
 
 
 def step_of(now: datetime) -> int:
