@@ -26,6 +26,7 @@ from api.errors import (
     UnsupportedMediaType,
 )
 from api.metrics import ApiMetrics
+from api.pressure import Pressure
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
@@ -139,7 +140,8 @@ class BodyMiddleware:
     answers and closes while the client is still writing makes the client's kernel see a reset,
     and the client a broken pipe instead of the 413 (nginx's lingering close, in short). The
     whole body must arrive within `timeout_s` (one deadline per request, not per byte: a client
-    trickling a byte every few seconds is cut off with 408 and the connection closed). A body
+    trickling a byte every few seconds is cut off with 408 and the connection closed), or within
+    a second while the worker is short of connections (api/pressure.py). A body
     the server cannot parse (a malformed chunk size, a client gone mid-body) is the client's
     error: 400, no traceback.
     """
@@ -162,7 +164,7 @@ class BodyMiddleware:
         if length:
             self._require_type(req)
         try:
-            with body_deadline(self._timeout_s):
+            with body_deadline(Pressure.body_timeout_s(self._timeout_s)):
                 body = self._read(req.stream, length)
         except BodyTimeout:
             raise RequestTimeout() from None
@@ -194,7 +196,7 @@ class BodyMiddleware:
         deadline), so the client reads our 413 instead of a reset; give up quietly."""
         budget = DRAIN_MAX_BYTES if left is None else min(left, DRAIN_MAX_BYTES)
         try:
-            with body_deadline(self._timeout_s):
+            with body_deadline(Pressure.body_timeout_s(self._timeout_s)):
                 while budget > 0:
                     chunk = stream.read(min(_READ_CHUNK, budget))
                     if not chunk:

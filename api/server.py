@@ -9,9 +9,11 @@ connections from taking the API down (deploy/gunicorn.conf.py selects it).
   worker_connections, a kept-alive connection may wait only BUSY_KEEPALIVE_S for its next
   request (and a new one for its headers), instead of API_KEEPALIVE_S: idle clients give their
   places back to working ones.
+- Slow bodies under pressure. The body of a request has its own deadline, in the app
+  (api/middleware.py, API_BODY_TIMEOUT_S); in the same state it is BUSY_BODY_S
+  (api/pressure.py), so slow bodies from many addresses cannot hold the worker's places.
 
-The body of a request has its own deadline, in the app (api/middleware.py, API_BODY_TIMEOUT_S).
-Both limits are counted in this worker's event loop: no locks.
+All are counted in this worker's event loop: no locks.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, ClassVar
 import gevent  # type: ignore[import-untyped]
 from gunicorn.workers.ggevent import GeventWorker  # type: ignore[import-untyped]
 
+from api.pressure import Pressure
 from api.settings import ServerSettings
 
 BUSY_KEEPALIVE_S = 1.0
@@ -68,18 +71,22 @@ class ApiWorker(GeventWorker):  # type: ignore[misc]
             self._refuse(client)
             return
         self._per_client[peer] += 1
-        self._open += 1
+        self._count_open(+1)
         try:
             super().handle(listener, client, addr)
         finally:
-            self._open -= 1
+            self._count_open(-1)
             self._per_client[peer] -= 1
             if not self._per_client[peer]:
                 del self._per_client[peer]
 
+    def _count_open(self, change: int) -> None:
+        self._open += change
+        Pressure.busy = bool(self.busy_above) and self._open > self.busy_above
+
     def timeout_ctx(self) -> Any:
         """The wait for the next request's head on a connection (keep-alive)."""
-        if self.busy_above and self._open > self.busy_above:
+        if Pressure.busy:
             return gevent.Timeout(BUSY_KEEPALIVE_S, False)
         return super().timeout_ctx()
 

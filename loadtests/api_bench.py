@@ -1,7 +1,8 @@
 """API figures for the benchmark suite: wrk runs, the sign-up storm, bcrypt's limit, memory.
 
     profile       GET /users/profile at 50 connections (req/s, p50/p99)
-    login         POST /users/login flat out: logins/s vs the bcrypt limit (cores / hash time)
+    login         POST /users/login flat out: logins/s vs the bcrypt limit (cores / hash time),
+                  and the database commands one login costs (the API's mongodb_commands_total)
     profile during a login storm: p99 of profile requests while logins saturate the CPU
     sign-up storm 50 concurrent sign-ups whose welcome mails take 500 ms each at the SMTP
                   server: first request → last welcome-email job done, and sign-up latency
@@ -10,6 +11,7 @@ wrk runs pinned to the last CPU (taskset) so the figures say what the server did
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -174,6 +176,80 @@ def bcrypt_hash_s(cost: int, samples: int = 5) -> float:
     return statistics.median(times)
 
 
+def api_commands(url: str) -> dict[str, float]:
+    """Return the API's database commands so far by name (mongodb_commands_total, all workers)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    counts: dict[str, float] = {}
+    for name, value in re.findall(
+        r'^mongodb_commands_total\{command="([^"]+)"\} ([\d.e+]+)$', text, re.MULTILINE
+    ):
+        counts[name] = counts.get(name, 0.0) + float(value)
+    return counts
+
+
+def commands_per_login(
+    url: str, accounts: Sequence[tuple[str, str]], logins: int = 120, threads: int = 8
+) -> dict[str, Any]:
+    """Database commands per successful login, by command: `logins` logins from `threads`
+    threads, the deferred bookkeeping given time to be written (the ledger flushes every
+    0.5 s), minus what the idle API sends in as long (change-stream getMores)."""
+
+    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+
+    idle_from = api_commands(url)
+    time.sleep(3.0)
+    idle = {k: v / 3.0 for k, v in delta(idle_from, api_commands(url)).items()}
+    start = api_commands(url)
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        statuses = list(pool.map(
+            lambda i: call(f"{url}/users/login", {"email": accounts[i % len(accounts)][0],
+                                                  "password": accounts[i % len(accounts)][1]})[0],
+            range(logins),
+        ))  # fmt: skip
+    time.sleep(1.5)  # the ledger's flush (0.5 s) and the session-cap check behind it
+    wall_s = time.perf_counter() - started
+    spent = delta(start, api_commands(url))
+    ok = statuses.count(200)
+    if ok == 0:
+        raise RuntimeError(f"no login succeeded: {sorted(set(statuses))}")
+    by_command = {
+        name: round((count - idle.get(name, 0.0) * wall_s) / ok, 2)
+        for name, count in sorted(spent.items())
+        if round((count - idle.get(name, 0.0) * wall_s) / ok, 2) > 0
+    }
+    return {
+        "db_commands_per_login": round(sum(by_command.values()), 2),
+        "db_commands_per_login_by_command": by_command,
+        "logins_counted": ok,
+    }
+
+
+def login_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) -> dict[str, Any]:
+    """Logins flat out (8 connections) as a share of the bcrypt limit, and database commands
+    per login."""
+    url = stack.url
+    hash_s = bcrypt_hash_s(bcrypt_cost)  # first, while the server is idle
+    limit = cpu_count() / hash_s
+    accounts = [new_account(url)[:2] for _ in range(LOGIN_ACCOUNTS)]
+    commands = commands_per_login(url, accounts)
+    script = login_script(out_dir, accounts)
+    login = run_wrk(
+        f"{url}/users/login", 8, duration_s, script=script, save_as=out_dir / "wrk-login.txt"
+    )
+    script.unlink()  # it holds the throwaway accounts' passwords
+    return {
+        "bcrypt_cost": bcrypt_cost,
+        "bcrypt_limit_per_s": round(limit, 1),
+        "login_per_s": login.get("req_per_s"),
+        "login_vs_bcrypt_limit": round((login.get("req_per_s") or 0) / limit, 2),
+        "login_non_2xx": login["non_2xx"],
+        **commands,
+    }
+
+
 def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) -> dict[str, Any]:
     """Profile at 50 connections, login flat out, and profile p99 under a login storm."""
     url = stack.url
@@ -186,6 +262,7 @@ def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) 
     profile = run_wrk(
         f"{url}/users/profile", 50, duration_s, auth, save_as=out_dir / "wrk-profile.txt"
     )
+    commands = commands_per_login(url, accounts)
     script = login_script(out_dir, accounts)
     login = run_wrk(
         f"{url}/users/login", 8, duration_s, script=script, save_as=out_dir / "wrk-login.txt"
@@ -219,6 +296,7 @@ def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) 
         "bcrypt_check_ms": round(hash_s * 1000, 1),
         "bcrypt_limit_per_s": round(limit, 1),
         "login_vs_bcrypt_limit": round((login.get("req_per_s") or 0) / limit, 2),
+        "db_commands_per_login": commands["db_commands_per_login"],
         "storm_login_per_s": storm["login"].get("req_per_s"),
         "storm_profile_req_per_s": storm["profile"].get("req_per_s"),
         "storm_profile_p99_ms": storm["profile"].get("p99_ms"),

@@ -1,6 +1,7 @@
 """Before/after, side by side in one run: the same measurements against two commits.
 
     python loadtests/compare.py BASE_REF [--jobs 1000] [--pickups 30] [--wrk-seconds 10]
+                                         [--only pickup,drain,api,logins]
 
 The commit BASE_REF is checked out in a git worktree under var/compare/ and both trees are
 measured on this machine, in this session, alternately section by section (machines differ by
@@ -14,6 +15,9 @@ is measured exactly like the new one:
              polling is subtracted), and jobs/s
     profile  GET /users/profile under wrk at 50 connections: req/s, p99
     login    POST /users/login flat out: logins/s as a share of the bcrypt limit (cost 10)
+    logins   (--only logins) logins/s as a share of the bcrypt limit at bcrypt cost 10 and 12,
+             and the database commands a login costs the API (its mongodb_commands_total),
+             each cost on a fresh stack per side, alternating
 
 Prints a Markdown table (before, after, after/before) and writes var/compare/results.json.
 """
@@ -54,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pickups", type=int, default=30)
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--bcrypt-cost", type=int, default=10)
+    parser.add_argument("--only", default="pickup,drain,api", help="sections, comma-separated")
     return parser.parse_args(argv)
 
 
@@ -171,6 +176,21 @@ def api(tree: Path, seconds: int, cost: int) -> dict[str, Any]:
     return {key: figures[key] for key in API_FIGURES}
 
 
+LOGIN_COSTS = (10, 12)
+
+
+def logins(tree: Path, seconds: int, cost: int) -> dict[str, Any]:
+    stack = start_stack(
+        OUT / f"stack-{tree.name}-{cost}", api_workers=2, consumers=1, concurrency=4,
+        env_extra={"API_BCRYPT_COST": str(cost)}, code_root=tree,
+    )  # fmt: skip
+    try:
+        figures = api_bench.login_figures(stack, OUT, seconds, cost)
+    finally:
+        stack.stop()
+    return {f"{key}@{cost}": value for key, value in figures.items() if key != "bcrypt_cost"}
+
+
 def save(results: dict[str, Any]) -> None:
     """Write what is measured so far: a crash in a late section keeps the early figures."""
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -183,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
     import localdb
 
+    sections = [name.strip() for name in args.only.split(",") if name.strip()]
     server = localdb.start(data_dir=OUT / "db", log_path=OUT / "db.log")
     try:
-        for section in ("pickup", "drain"):
+        for section in [name for name in ("pickup", "drain") if name in sections]:
             for name, tree in sides.items():
                 print(f"[compare] {section}: {name} ({tree.name})", flush=True)
                 if section == "pickup":
@@ -195,10 +216,15 @@ def main(argv: list[str] | None = None) -> int:
                 save(results)
     finally:
         server.stop()
-    for name, tree in sides.items():
+    for name, tree in sides.items() if "api" in sections else ():
         print(f"[compare] api: {name} ({tree.name})", flush=True)
         results[name].update(api(tree, args.wrk_seconds, args.bcrypt_cost))
         save(results)
+    for cost in LOGIN_COSTS if "logins" in sections else ():
+        for name, tree in sides.items():
+            print(f"[compare] logins at cost {cost}: {name} ({tree.name})", flush=True)
+            results[name].update(logins(tree, args.wrk_seconds, cost))
+            save(results)
     results["base"] = {"ref": args.base, "tree": str(sides["before"])}  # type: ignore[assignment]
     save(results)
     print("\n| figure | before | after | after / before |\n|---|---|---|---|")

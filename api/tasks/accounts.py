@@ -5,7 +5,8 @@ Both are safe to run twice, because a job may run again after its worker crashed
   account_mail.py for why a re-run's Message-ID names its attempt). The outbox file name is the
   job id, so a re-run replaces the file.
 - `user.login`: a `login_succeeded` event in the user's security log whose `_id` is the job id,
-  written with an upsert.
+  written with an upsert. Logins now write that line through the login ledger
+  (api/auth/stores/ledger.py); the task stays for jobs an earlier version enqueued.
 """
 
 from __future__ import annotations

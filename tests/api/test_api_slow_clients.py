@@ -141,6 +141,40 @@ def test_without_a_per_client_limit_slow_bodies_still_free_their_places(
         api.stop()
 
 
+def test_slow_bodies_from_many_addresses_get_a_short_deadline_when_the_worker_is_busy(
+    mongo_env: dict[str, str],
+) -> None:
+    """A flood of slow bodies from 30 addresses (5 each allowed, so the per-client cap does not
+    stop it) fills over half of a worker's 40 places: from then on a body must arrive within
+    1 s, not the 30 s deadline, so each flooding connection is cut (408) at once, the worker's
+    places come back, and /healthz from another address is answered. Before: every one of them
+    held its place for 30 s."""
+    api = start_api(
+        mongo_env,
+        workers=1,
+        API_WORKER_CONNECTIONS="40",
+        API_MAX_CONNECTIONS_PER_CLIENT="5",
+        API_BODY_TIMEOUT_S="30",
+    )
+    flood: list[socket.socket] = []
+    try:
+        for n in range(30):
+            sock = connect(api, source=f"127.0.2.{n + 1}")
+            sock.sendall(slow_post_head())
+            flood.append(sock)
+        started = time.monotonic()
+        # Those beyond half of 40 were read under pressure: cut long before the 30 s deadline.
+        cut = [read_response(sock) for sock in flood[-5:]]
+        assert time.monotonic() - started < 15, "the flood held its places for the full deadline"
+        assert all(answer.startswith(b"HTTP/1.1 408") for answer in cut), cut
+        probe = api.request("GET", "/healthz", timeout_s=10)
+        assert probe.status == 200
+    finally:
+        for sock in flood:
+            sock.close()
+        api.stop()
+
+
 def test_idle_keep_alives_give_their_places_back_when_the_worker_is_busy(
     small_api: ApiServer,
 ) -> None:

@@ -11,8 +11,8 @@ recovery codes. Each step is one short function that reads like its rule.
                  before the code is checked; a TOTP step is accepted once (one conditional
                  write), a recovery code once (ditto); then the challenge is used up (a delete:
                  one winner) and the session starts with amr ["pwd","otp"] or ["pwd","rec"]
-    disable      POST /users/me/mfa/disable {code | recovery_code}: a second-factor step now, then off;
-                 mailed
+    disable      POST /users/me/mfa/disable {code | recovery_code}: a second-factor step now,
+                 then off; mailed
     regenerate   POST /users/me/mfa/recovery-codes {code | recovery_code}: likewise; the old
                  codes stop working; mailed
 

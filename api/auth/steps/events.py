@@ -1,10 +1,11 @@
-"""The jobs account flows cause (the welcome mail, the login audit), enqueued so that an event
-never fails the flow that caused it, and never fails silently either.
+"""The jobs account flows cause (the welcome mail, the mailed links, security notices), enqueued
+so that an event never fails the flow that caused it, and never fails silently either.
 
 Sign-up enqueues `user.created` with idempotency key `user.created:<user_id>`. If the queue
 cannot take it, the sign-up still succeeds; the account keeps `welcome_enqueued: false` and the
 next login enqueues it again under the same key, so the welcome job is created exactly once.
-`user.login` is best effort.
+A login's own security-log line is written by the login ledger (stores/ledger.py), not a job;
+`user.login` stays registered so that jobs an earlier version enqueued still run.
 
 Failures are told apart: the database not answering (ServiceUnavailable, through admission) is
 retried ENQUEUE_ATTEMPTS times and counted in db_operation_errors_total{operation="queue.enqueue"};
@@ -15,7 +16,6 @@ counted in api_event_errors_total{task}, so it cannot hide as "the queue was dow
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -28,7 +28,6 @@ from queue_worker import JobStore
 
 log = logging.getLogger("api.auth")
 ENQUEUE_ATTEMPTS = 3
-USER_AGENT_MAX = 256
 WELCOME = "user.created"
 LOGIN = "user.login"
 VERIFY_EMAIL = "user.verify_email"
@@ -60,26 +59,6 @@ class AccountEvents:
                 self._users.mark_welcome_enqueued(user_id)
         except ServiceUnavailable:
             pass  # The idempotency key makes the retry at next login harmless.
-
-    def login(self, user_id: ObjectId, sid: str, *, ip: str, user_agent: str, at: datetime) -> None:
-        """Enqueue the login audit entry of a new session (best effort)."""
-        payload = {
-            "user_id": str(user_id),
-            "ip": ip,
-            "user_agent": user_agent[:USER_AGENT_MAX],
-            "at": at.isoformat(),
-        }
-        # Best effort, in one round trip: no key (one login is one enqueue; a retry could
-        # only duplicate its event), not journaled (an event lost to a crash of the server in
-        # the next ~100 ms is acceptable for a log entry; the login itself is not affected).
-        try:
-            with self._admission.operation("queue.enqueue"):
-                self._queue.enqueue(LOGIN, payload, journaled=False)
-        except ServiceUnavailable:
-            log.warning("login event of session %s not enqueued", sid)
-        except Exception:  # noqa: BLE001 - a bug must not fail the login, nor hide
-            self._metrics.event_errors.labels(LOGIN).inc()
-            log.exception("enqueue of %s failed", LOGIN)
 
     def verification(self, user_id: ObjectId, *, window: str) -> None:
         """Enqueue a fresh verification mail (one per user and cooldown window)."""

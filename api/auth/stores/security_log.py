@@ -23,7 +23,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 COLLECTION = "security_events"
-USER_AGENT_MAX = 256
+USER_AGENT_MAX = 256  # characters of a user agent kept (sessions, security log)
 PAGE_MAX = 100
 
 

@@ -31,8 +31,9 @@ from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from api.auth.stores.security_log import USER_AGENT_MAX
+
 COLLECTION = "sessions"
-USER_AGENT_MAX = 256
 
 
 class Rotation(StrEnum):

@@ -9,9 +9,9 @@ single-use recovery codes.
     codes     6 digits, 30-second steps; a code of the current step or one step either side is
               accepted (clock drift), and `matching_step` says which step matched, so the caller
               can accept each step once only (flows/mfa.py)
-    recovery  10 codes of 10 base32 characters (50 bits: not guessable online under the login
-              limits), shown once, stored only as HMAC-SHA256 digests under a key derived from
-              API_MFA_KEYS' active secret
+    recovery  10 codes of 10 characters from 29 unambiguous ones (48 bits: not guessable online
+              under the login limits), shown once, stored only as HMAC-SHA256 digests under a key
+              derived from API_MFA_KEYS' active secret
     QR        the otpauth URI as an SVG (`segno`; nothing leaves the server)
 """
 
