@@ -26,7 +26,6 @@ from api.errors import (
     UnsupportedMediaType,
 )
 from api.metrics import ApiMetrics
-from api.pressure import Pressure
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
@@ -129,6 +128,11 @@ class SecurityHeadersMiddleware:
 
 
 DRAIN_MAX_BYTES = 16 << 20  # a refused body this large is still read, to answer it cleanly
+# Set by the gunicorn worker (api/server.py) while it holds over half its connections: then a
+# body gets BUSY_BODY_S, so a flood of slow bodies from many addresses holds each place for a
+# second, not API_BODY_TIMEOUT_S. A real body is at most 64 KiB: a second is a 64 KB/s link.
+BUSY_ENVIRON_KEY = "jobauth.worker_busy"
+BUSY_BODY_S = 1.0
 
 
 class BodyMiddleware:
@@ -141,7 +145,7 @@ class BodyMiddleware:
     and the client a broken pipe instead of the 413 (nginx's lingering close, in short). The
     whole body must arrive within `timeout_s` (one deadline per request, not per byte: a client
     trickling a byte every few seconds is cut off with 408 and the connection closed), or within
-    a second while the worker is short of connections (api/pressure.py). A body
+    BUSY_BODY_S while the worker is short of connections (BUSY_ENVIRON_KEY). A body
     the server cannot parse (a malformed chunk size, a client gone mid-body) is the client's
     error: 400, no traceback.
     """
@@ -157,15 +161,16 @@ class BodyMiddleware:
         length = req.content_length
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         if length is not None and length > self._max_bytes:
-            self._drain(req.stream, length)
+            self._drain(req.stream, length, self._deadline_s(req))
             raise PayloadTooLarge()
         if not length and not chunked:
             return
         if length:
             self._require_type(req)
         try:
-            with body_deadline(Pressure.body_timeout_s(self._timeout_s)):
-                body = self._read(req.stream, length)
+            deadline_s = self._deadline_s(req)
+            with body_deadline(deadline_s):
+                body = self._read(req.stream, length, deadline_s)
         except BodyTimeout:
             raise RequestTimeout() from None
         except (ParseException, OSError):
@@ -175,7 +180,7 @@ class BodyMiddleware:
             self._require_type(req)
         req.context.body = body
 
-    def _read(self, stream: Any, length: int | None) -> bytes:
+    def _read(self, stream: Any, length: int | None, deadline_s: float) -> bytes:
         remaining = length if length is not None else self._max_bytes + 1
         parts: list[bytes] = []
         total = 0
@@ -187,16 +192,22 @@ class BodyMiddleware:
             total += len(chunk)
             remaining -= len(chunk)
             if total > self._max_bytes:
-                self._drain(stream, None if length is None else length - total)
+                self._drain(stream, None if length is None else length - total, deadline_s)
                 raise PayloadTooLarge()
         return b"".join(parts)
 
-    def _drain(self, stream: Any, left: int | None) -> None:
+    def _deadline_s(self, req: falcon.Request) -> float:
+        """The whole body's deadline: shorter while the worker is busy."""
+        if req.env.get(BUSY_ENVIRON_KEY):
+            return min(self._timeout_s, BUSY_BODY_S)
+        return self._timeout_s
+
+    def _drain(self, stream: Any, left: int | None, deadline_s: float) -> None:
         """Read and drop the rest of a refused body (at most DRAIN_MAX_BYTES, within the body
         deadline), so the client reads our 413 instead of a reset; give up quietly."""
         budget = DRAIN_MAX_BYTES if left is None else min(left, DRAIN_MAX_BYTES)
         try:
-            with body_deadline(Pressure.body_timeout_s(self._timeout_s)):
+            with body_deadline(deadline_s):
                 while budget > 0:
                     chunk = stream.read(min(_READ_CHUNK, budget))
                     if not chunk:

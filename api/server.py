@@ -10,8 +10,9 @@ connections from taking the API down (deploy/gunicorn.conf.py selects it).
   request (and a new one for its headers), instead of API_KEEPALIVE_S: idle clients give their
   places back to working ones.
 - Slow bodies under pressure. The body of a request has its own deadline, in the app
-  (api/middleware.py, API_BODY_TIMEOUT_S); in the same state it is BUSY_BODY_S
-  (api/pressure.py), so slow bodies from many addresses cannot hold the worker's places.
+  (api/middleware.py, API_BODY_TIMEOUT_S); in the same state the worker tells the app so
+  (BUSY_ENVIRON_KEY in the request's environ) and the deadline is BUSY_BODY_S, so slow bodies
+  from many addresses cannot hold the worker's places.
 
 All are counted in this worker's event loop: no locks.
 """
@@ -25,7 +26,7 @@ from typing import Any, ClassVar
 import gevent  # type: ignore[import-untyped]
 from gunicorn.workers.ggevent import GeventWorker  # type: ignore[import-untyped]
 
-from api.pressure import Pressure
+from api.middleware import BUSY_ENVIRON_KEY
 from api.settings import ServerSettings
 
 BUSY_KEEPALIVE_S = 1.0
@@ -71,22 +72,34 @@ class ApiWorker(GeventWorker):  # type: ignore[misc]
             self._refuse(client)
             return
         self._per_client[peer] += 1
-        self._count_open(+1)
+        self._open += 1
         try:
             super().handle(listener, client, addr)
         finally:
-            self._count_open(-1)
+            self._open -= 1
             self._per_client[peer] -= 1
             if not self._per_client[peer]:
                 del self._per_client[peer]
 
-    def _count_open(self, change: int) -> None:
-        self._open += change
-        Pressure.busy = bool(self.busy_above) and self._open > self.busy_above
+    @property
+    def busy(self) -> bool:
+        """True while this worker holds more than half of its connections."""
+        return bool(self.busy_above) and self._open > self.busy_above
+
+    def load_wsgi(self) -> None:
+        """Load the app, wrapped to tell each request whether the worker is busy."""
+        super().load_wsgi()
+        app: Any = self.wsgi  # type: ignore[has-type]  # set by gunicorn (untyped)
+
+        def told_of_pressure(environ: dict[str, Any], start_response: Any) -> Any:
+            environ[BUSY_ENVIRON_KEY] = self.busy
+            return app(environ, start_response)
+
+        self.wsgi = told_of_pressure
 
     def timeout_ctx(self) -> Any:
         """The wait for the next request's head on a connection (keep-alive)."""
-        if Pressure.busy:
+        if self.busy:
             return gevent.Timeout(BUSY_KEEPALIVE_S, False)
         return super().timeout_ctx()
 

@@ -188,20 +188,36 @@ def api_commands(url: str) -> dict[str, float]:
     return counts
 
 
+SERVER_OPS = ("insert", "query", "update", "delete", "getmore", "command")
+
+
+def server_commands(client: MongoClient[Any]) -> dict[str, float]:
+    """Return the database server's operation counters (every client of it: API, consumers)."""
+    counters = client.admin.command("serverStatus")["opcounters"]
+    return {f"server:{name}": float(counters.get(name, 0)) for name in SERVER_OPS}
+
+
 def commands_per_login(
-    url: str, accounts: Sequence[tuple[str, str]], logins: int = 120, threads: int = 8
+    url: str, uri: str, accounts: Sequence[tuple[str, str]], logins: int = 120, threads: int = 8
 ) -> dict[str, Any]:
-    """Database commands per successful login, by command: `logins` logins from `threads`
-    threads, the deferred bookkeeping given time to be written (the ledger flushes every
-    0.5 s), minus what the idle API sends in as long (change-stream getMores)."""
+    """Database commands per successful login: `logins` logins from `threads` threads, the
+    deferred bookkeeping given time to be written (the ledger flushes every 0.5 s), minus what
+    the idle system sends in as long (change-stream getMores, consumers' polls). Counted twice:
+    the API's own commands by name (mongodb_commands_total) and everything the database server
+    did (serverStatus opcounters: also the jobs a login causes, run by the consumers)."""
+
+    client: MongoClient[Any] = MongoClient(uri, tz_aware=True)
+
+    def count() -> dict[str, float]:
+        return {**api_commands(url), **server_commands(client)}
 
     def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
         return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
 
-    idle_from = api_commands(url)
+    idle_from = count()
     time.sleep(3.0)
-    idle = {k: v / 3.0 for k, v in delta(idle_from, api_commands(url)).items()}
-    start = api_commands(url)
+    idle = {k: v / 3.0 for k, v in delta(idle_from, count()).items()}
+    start = count()
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         statuses = list(pool.map(
@@ -211,18 +227,22 @@ def commands_per_login(
         ))  # fmt: skip
     time.sleep(1.5)  # the ledger's flush (0.5 s) and the session-cap check behind it
     wall_s = time.perf_counter() - started
-    spent = delta(start, api_commands(url))
+    spent = delta(start, count())
+    client.close()
     ok = statuses.count(200)
     if ok == 0:
         raise RuntimeError(f"no login succeeded: {sorted(set(statuses))}")
-    by_command = {
-        name: round((count - idle.get(name, 0.0) * wall_s) / ok, 2)
-        for name, count in sorted(spent.items())
-        if round((count - idle.get(name, 0.0) * wall_s) / ok, 2) > 0
+    per_login = {
+        name: round(max(0.0, spent_n - idle.get(name, 0.0) * wall_s) / ok, 2)
+        for name, spent_n in sorted(spent.items())
     }
+    api_side = {k: v for k, v in per_login.items() if not k.startswith("server:") and v > 0}
+    server_side = {k: v for k, v in per_login.items() if k.startswith("server:") and v > 0}
     return {
-        "db_commands_per_login": round(sum(by_command.values()), 2),
-        "db_commands_per_login_by_command": by_command,
+        "db_commands_per_login": round(sum(api_side.values()), 2),
+        "db_commands_per_login_by_command": api_side,
+        "server_ops_per_login": round(sum(server_side.values()), 2),
+        "server_ops_per_login_by_kind": server_side,
         "logins_counted": ok,
     }
 
@@ -234,7 +254,7 @@ def login_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int
     hash_s = bcrypt_hash_s(bcrypt_cost)  # first, while the server is idle
     limit = cpu_count() / hash_s
     accounts = [new_account(url)[:2] for _ in range(LOGIN_ACCOUNTS)]
-    commands = commands_per_login(url, accounts)
+    commands = commands_per_login(url, stack.uri, accounts)
     script = login_script(out_dir, accounts)
     login = run_wrk(
         f"{url}/users/login", 8, duration_s, script=script, save_as=out_dir / "wrk-login.txt"
@@ -262,7 +282,7 @@ def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) 
     profile = run_wrk(
         f"{url}/users/profile", 50, duration_s, auth, save_as=out_dir / "wrk-profile.txt"
     )
-    commands = commands_per_login(url, accounts)
+    commands = commands_per_login(url, stack.uri, accounts)
     script = login_script(out_dir, accounts)
     login = run_wrk(
         f"{url}/users/login", 8, duration_s, script=script, save_as=out_dir / "wrk-login.txt"

@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| figure | before | after | after / before |\n|---|---|---|---|")
     for key in results["after"]:
         before, after = results["before"].get(key), results["after"].get(key)
-        ratio = round(after / before, 2) if before and after is not None else "n/a"
+        numbers = isinstance(before, int | float) and isinstance(after, int | float)
+        ratio = round(after / before, 2) if numbers and before else "n/a"
         print(f"| {key} | {before} | {after} | {ratio} |")
     print(json.dumps(results), flush=True)
     return 0
