@@ -62,7 +62,7 @@ def _breached(password: str) -> bool:
 
 
 def _guesses(password: str) -> float:
-    # Imported on first use: its lists cost a worker ~13 MB, paid only once a short password
+    # Imported on first use: its lists cost a worker ~12.6 MiB, paid only once a short password
     # is actually checked (measured in docs/benchmarks.md).
     from zxcvbn import zxcvbn  # type: ignore[import-untyped]
 
