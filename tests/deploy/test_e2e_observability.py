@@ -271,9 +271,10 @@ def _api_traffic(api_url: str) -> str:
     old_refresh = session["refresh_token"]
     status, rotated = http("POST", f"{api_url}/users/refresh", {"refresh_token": old_refresh})
     assert status == 200
-    assert http("POST", f"{api_url}/users/refresh", {"refresh_token": rotated["refresh_token"]})[
-        0
-    ] == 200
+    assert (
+        http("POST", f"{api_url}/users/refresh", {"refresh_token": rotated["refresh_token"]})[0]
+        == 200
+    )
     # Two rotations behind is past the retry grace: a replay, refused.
     assert http("POST", f"{api_url}/users/refresh", {"refresh_token": old_refresh})[0] == 401
     bob = {"name": "Bob", "email": "bob@example.com", "password": PASSWORD}
