@@ -1,8 +1,8 @@
 """API figures for the benchmark suite: wrk runs, the sign-up storm, bcrypt's limit, memory.
 
     profile       GET /users/profile at 50 connections (req/s, p50/p99)
-    login         POST /users/login flat out: logins/s vs the bcrypt limit (cores / hash time),
-                  and the database commands one login costs (the API's mongodb_commands_total)
+    login         POST /users/login flat out: logins/s vs the bcrypt limit (cores / hash time)
+                  (what a login costs the database: login_bench.py)
     profile during a login storm: p99 of profile requests while logins saturate the CPU
     sign-up storm 50 concurrent sign-ups whose welcome mails take 500 ms each at the SMTP
                   server: first request → last welcome-email job done, and sign-up latency
@@ -11,7 +11,6 @@ wrk runs pinned to the last CPU (taskset) so the figures say what the server did
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import re
@@ -176,100 +175,6 @@ def bcrypt_hash_s(cost: int, samples: int = 5) -> float:
     return statistics.median(times)
 
 
-def api_commands(url: str) -> dict[str, float]:
-    """Return the API's database commands so far by name (mongodb_commands_total, all workers)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
-        text = response.read().decode()
-    counts: dict[str, float] = {}
-    for name, value in re.findall(
-        r'^mongodb_commands_total\{command="([^"]+)"\} ([\d.e+]+)$', text, re.MULTILINE
-    ):
-        counts[name] = counts.get(name, 0.0) + float(value)
-    return counts
-
-
-SERVER_OPS = ("insert", "query", "update", "delete", "getmore", "command")
-
-
-def server_commands(client: MongoClient[Any]) -> dict[str, float]:
-    """Return the database server's operation counters (every client of it: API, consumers)."""
-    counters = client.admin.command("serverStatus")["opcounters"]
-    return {f"server:{name}": float(counters.get(name, 0)) for name in SERVER_OPS}
-
-
-def commands_per_login(
-    url: str, uri: str, accounts: Sequence[tuple[str, str]], logins: int = 120, threads: int = 8
-) -> dict[str, Any]:
-    """Database commands per successful login: `logins` logins from `threads` threads, the
-    deferred bookkeeping given time to be written (the ledger flushes every 0.5 s), minus what
-    the idle system sends in as long (change-stream getMores, consumers' polls). Counted twice:
-    the API's own commands by name (mongodb_commands_total) and everything the database server
-    did (serverStatus opcounters: also the jobs a login causes, run by the consumers)."""
-
-    client: MongoClient[Any] = MongoClient(uri, tz_aware=True)
-
-    def count() -> dict[str, float]:
-        return {**api_commands(url), **server_commands(client)}
-
-    def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-        return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
-
-    idle_from = count()
-    time.sleep(3.0)
-    idle = {k: v / 3.0 for k, v in delta(idle_from, count()).items()}
-    start = count()
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        statuses = list(pool.map(
-            lambda i: call(f"{url}/users/login", {"email": accounts[i % len(accounts)][0],
-                                                  "password": accounts[i % len(accounts)][1]})[0],
-            range(logins),
-        ))  # fmt: skip
-    time.sleep(1.5)  # the ledger's flush (0.5 s) and the session-cap check behind it
-    wall_s = time.perf_counter() - started
-    spent = delta(start, count())
-    client.close()
-    ok = statuses.count(200)
-    if ok == 0:
-        raise RuntimeError(f"no login succeeded: {sorted(set(statuses))}")
-    per_login = {
-        name: round(max(0.0, spent_n - idle.get(name, 0.0) * wall_s) / ok, 2)
-        for name, spent_n in sorted(spent.items())
-    }
-    api_side = {k: v for k, v in per_login.items() if not k.startswith("server:") and v > 0}
-    server_side = {k: v for k, v in per_login.items() if k.startswith("server:") and v > 0}
-    return {
-        "db_commands_per_login": round(sum(api_side.values()), 2),
-        "db_commands_per_login_by_command": api_side,
-        "server_ops_per_login": round(sum(server_side.values()), 2),
-        "server_ops_per_login_by_kind": server_side,
-        "logins_counted": ok,
-    }
-
-
-def login_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) -> dict[str, Any]:
-    """Logins flat out (8 connections) as a share of the bcrypt limit, and database commands
-    per login."""
-    url = stack.url
-    hash_s = bcrypt_hash_s(bcrypt_cost)  # first, while the server is idle
-    limit = cpu_count() / hash_s
-    accounts = [new_account(url)[:2] for _ in range(LOGIN_ACCOUNTS)]
-    commands = commands_per_login(url, stack.uri, accounts)
-    script = login_script(out_dir, accounts)
-    login = run_wrk(
-        f"{url}/users/login", 8, duration_s, script=script, save_as=out_dir / "wrk-login.txt"
-    )
-    script.unlink()  # it holds the throwaway accounts' passwords
-    return {
-        "bcrypt_cost": bcrypt_cost,
-        "bcrypt_limit_per_s": round(limit, 1),
-        "login_per_s": login.get("req_per_s"),
-        "login_vs_bcrypt_limit": round((login.get("req_per_s") or 0) / limit, 2),
-        "login_non_2xx": login["non_2xx"],
-        **commands,
-    }
-
-
 def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) -> dict[str, Any]:
     """Profile at 50 connections, login flat out, and profile p99 under a login storm."""
     url = stack.url
@@ -282,7 +187,6 @@ def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) 
     profile = run_wrk(
         f"{url}/users/profile", 50, duration_s, auth, save_as=out_dir / "wrk-profile.txt"
     )
-    commands = commands_per_login(url, stack.uri, accounts)
     script = login_script(out_dir, accounts)
     login = run_wrk(
         f"{url}/users/login", 8, duration_s, script=script, save_as=out_dir / "wrk-login.txt"
@@ -316,7 +220,6 @@ def api_figures(stack: Stack, out_dir: Path, duration_s: int, bcrypt_cost: int) 
         "bcrypt_check_ms": round(hash_s * 1000, 1),
         "bcrypt_limit_per_s": round(limit, 1),
         "login_vs_bcrypt_limit": round((login.get("req_per_s") or 0) / limit, 2),
-        "db_commands_per_login": commands["db_commands_per_login"],
         "storm_login_per_s": storm["login"].get("req_per_s"),
         "storm_profile_req_per_s": storm["profile"].get("req_per_s"),
         "storm_profile_p99_ms": storm["profile"].get("p99_ms"),

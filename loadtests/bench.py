@@ -17,7 +17,7 @@ Sections (all by default; pick with --only):
   storm   50 concurrent sign-ups whose welcome mails take 500 ms at a slow SMTP server:
           first request → last welcome-email job done (target <= 3.5 s), sign-up latency
   api     wrk: profile req/s and p99 at 50 connections, login/s vs the bcrypt limit, profile
-          p99 during a login storm
+          p99 during a login storm; database commands per login (login_bench.py)
   memory  RSS of the supervisor master, consumers, gunicorn master and workers after the runs
 Writes a Markdown table to stdout and var/bench/results.json; the last stdout line is one JSON
 object with every figure (queue_bench's jobs_per_s, raw_jobs_per_s, ratio_vs_raw, pickup_p50_ms,
@@ -36,6 +36,7 @@ from typing import Any
 
 import api_bench
 import dashboard_bench
+import login_bench
 import queue_bench
 import queue_side
 from harness import VAR
@@ -147,6 +148,8 @@ def run_api_sections(uri: str, args: argparse.Namespace) -> dict[str, Any]:
                 queue_bench.progress(f"api: wrk runs of {args.wrk_seconds}s")
                 cost = args.bcrypt_cost or 12
                 figures.update(api_bench.api_figures(stack, OUT_DIR, args.wrk_seconds, cost))
+                accounts = [api_bench.new_account(stack.url)[:2] for _ in range(8)]
+                figures.update(login_bench.commands_per_login(stack.url, stack.uri, accounts))
             if "memory" in wanted:
                 figures.update(api_bench.memory(stack))
         finally:
@@ -190,6 +193,8 @@ def table(figures: dict[str, Any]) -> str:
         row("profile p50 / p99 (ms)", _pair(f("profile_p50_ms"), f("profile_p99_ms")), "p99 <= 50"),
         row("login/s vs bcrypt limit", f"{f('login_per_s')} / {f('bcrypt_limit_per_s')}",
             f"cost {f('bcrypt_cost')}, check {f('bcrypt_check_ms')} ms"),
+        row("database commands per login: API / server-wide",
+            _pair(f("db_commands_per_login"), f("server_ops_per_login")), "API <= 3 + the ledger"),
         row("profile p99 during login storm (ms)", f("storm_profile_p99_ms"), "<= 100"),
         row("RSS master / consumers (MiB)",
             f"{f('supervisor_master_rss_mb')} / {f('consumer_rss_mb')}"),

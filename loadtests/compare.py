@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import api_bench
+import login_bench
 from harness import (
     ROOT,
     VAR,
@@ -164,15 +165,21 @@ def pickup(tree: Path, uri: str, samples: int) -> dict[str, Any]:
 API_FIGURES = ("profile_req_per_s", "profile_p99_ms", "login_per_s", "login_vs_bcrypt_limit")
 
 
-def api(tree: Path, seconds: int, cost: int) -> dict[str, Any]:
+def measured_on_stack(tree: Path, seconds: int, cost: int, measure: Any) -> dict[str, Any]:
+    """Start the tree's stack (2 API workers, 1 consumer) at bcrypt `cost`, and measure it."""
     stack = start_stack(
-        OUT / f"stack-{tree.name}", api_workers=2, consumers=1, concurrency=4,
+        OUT / f"stack-{tree.name}-{cost}", api_workers=2, consumers=1, concurrency=4,
         env_extra={"API_BCRYPT_COST": str(cost)}, code_root=tree,
     )  # fmt: skip
     try:
-        figures = api_bench.api_figures(stack, OUT, seconds, cost)
+        figures: dict[str, Any] = measure(stack, OUT, seconds, cost)
     finally:
         stack.stop()
+    return figures
+
+
+def api(tree: Path, seconds: int, cost: int) -> dict[str, Any]:
+    figures = measured_on_stack(tree, seconds, cost, api_bench.api_figures)
     return {key: figures[key] for key in API_FIGURES}
 
 
@@ -180,14 +187,7 @@ LOGIN_COSTS = (10, 12)
 
 
 def logins(tree: Path, seconds: int, cost: int) -> dict[str, Any]:
-    stack = start_stack(
-        OUT / f"stack-{tree.name}-{cost}", api_workers=2, consumers=1, concurrency=4,
-        env_extra={"API_BCRYPT_COST": str(cost)}, code_root=tree,
-    )  # fmt: skip
-    try:
-        figures = api_bench.login_figures(stack, OUT, seconds, cost)
-    finally:
-        stack.stop()
+    figures = measured_on_stack(tree, seconds, cost, login_bench.login_figures)
     return {f"{key}@{cost}": value for key, value in figures.items() if key != "bcrypt_cost"}
 
 
