@@ -26,6 +26,7 @@ from api.errors import (
     UnsupportedMediaType,
 )
 from api.metrics import ApiMetrics
+from api.pressure import BUSY_BODY_S, BUSY_ENVIRON_KEY
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
@@ -128,11 +129,6 @@ class SecurityHeadersMiddleware:
 
 
 DRAIN_MAX_BYTES = 16 << 20  # a refused body this large is still read, to answer it cleanly
-# Set by the gunicorn worker (api/server.py) while it holds over half its connections: then a
-# body gets BUSY_BODY_S, so a flood of slow bodies from many addresses holds each place for a
-# second, not API_BODY_TIMEOUT_S. A real body is at most 64 KiB: a second is a 64 KB/s link.
-BUSY_ENVIRON_KEY = "jobauth.worker_busy"
-BUSY_BODY_S = 1.0
 
 
 class BodyMiddleware:
@@ -145,7 +141,7 @@ class BodyMiddleware:
     and the client a broken pipe instead of the 413 (nginx's lingering close, in short). The
     whole body must arrive within `timeout_s` (one deadline per request, not per byte: a client
     trickling a byte every few seconds is cut off with 408 and the connection closed), or within
-    BUSY_BODY_S while the worker is short of connections (BUSY_ENVIRON_KEY). A body
+    BUSY_BODY_S while the worker is short of connections (api/pressure.py). A body
     the server cannot parse (a malformed chunk size, a client gone mid-body) is the client's
     error: 400, no traceback.
     """

@@ -11,8 +11,8 @@ connections from taking the API down (deploy/gunicorn.conf.py selects it).
   places back to working ones.
 - Slow bodies under pressure. The body of a request has its own deadline, in the app
   (api/middleware.py, API_BODY_TIMEOUT_S); in the same state the worker tells the app so
-  (BUSY_ENVIRON_KEY in the request's environ) and the deadline is BUSY_BODY_S, so slow bodies
-  from many addresses cannot hold the worker's places.
+  (api/pressure.py) and the deadline is a second, so slow bodies from many addresses cannot
+  hold the worker's places.
 
 All are counted in this worker's event loop: no locks.
 """
@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import gevent  # type: ignore[import-untyped]
 from gunicorn.workers.ggevent import GeventWorker  # type: ignore[import-untyped]
 
-from api.middleware import BUSY_ENVIRON_KEY
+from api.pressure import BUSY_ENVIRON_KEY
 from api.settings import ServerSettings
 
 BUSY_KEEPALIVE_S = 1.0

@@ -29,7 +29,8 @@ EMAIL = "ada@example.com"
 
 @pytest.fixture
 def api(mongo_env: dict[str, str]) -> Iterator[ApiServer]:
-    server = start_api(mongo_env, workers=1)
+    # Logins' bookkeeping at once, as in the dashboard's page tests (a browser is fast).
+    server = start_api(mongo_env, workers=1, API_LOGIN_LEDGER_FLUSH_MS="0")
     yield server
     server.stop()
 

@@ -42,7 +42,9 @@ def system(
         "QUEUE_ENABLE_BENCH_TASKS": "1", "QUEUE_POLL_MAX_S": "0.2", "QUEUE_BACKOFF_BASE_S": "0.1",
         "QUEUE_BACKOFF_CAP_S": "0.2", "QUEUE_MAX_ATTEMPTS": "1",
     }  # fmt: skip
-    api = start_api(env, workers=1, API_ADMIN_ENABLED="1")
+    # A browser signs in and out faster than a person: write each login's bookkeeping at once
+    # (the ledger's 0.5 s batching would leave the sign-ins of the moment counted as attempts).
+    api = start_api(env, workers=1, API_ADMIN_ENABLED="1", API_LOGIN_LEDGER_FLUSH_MS="0")
     log = open(tmp / "supervisor.log", "wb")  # noqa: SIM115 - closed below
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "supervisor", "--workers", "1", "--concurrency", "2",
@@ -109,6 +111,13 @@ def password_step(page: Page, base: str, who: Account) -> None:
     page.click("#sign-in")
 
 
+def sign_out(page: Page) -> None:
+    """Sign out, and wait for the sign-in page it leads to (a navigation started before the
+    sign-out's own redirect arrives would be overtaken by it)."""
+    page.click("text=Sign out")
+    page.wait_for_selector("#sign-in")
+
+
 def sign_in(page: Page, system: dict[str, Any], role: str) -> Account:
     """Sign a fresh account with `role` in: password, then the authenticator's code."""
     who = account(system, role)
@@ -132,8 +141,7 @@ def test_each_role_signs_in_and_a_user_without_one_is_refused(
         sign_in(page, system, role)
         cookie = next(c for c in context.cookies() if c["name"] == "__Host-jobauth_admin")
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
-        page.click("text=Sign out")
-        page.wait_for_selector("#sign-in")
+        sign_out(page)
         assert not [c for c in context.cookies() if c["name"] == "__Host-jobauth_admin"]
     password_step(page, system["base"], account(system, None, second_factor=False))
     page.wait_for_selector("#error")
@@ -167,7 +175,7 @@ def test_a_code_signs_in_once_and_a_wrong_one_is_refused(
     page.fill("#code", code)
     page.click("#verify")
     page.wait_for_selector("#role")
-    page.click("text=Sign out")
+    sign_out(page)
     password_step(page, system["base"], who)
     page.fill("#code", code)
     page.click("#verify")
@@ -215,7 +223,7 @@ def test_search_open_and_retry_a_dead_job_then_bulk_retry_a_filter(
              and job.finished_at != first_death, what="the retried job to die again")  # fmt: skip
     retried = system["db"].admin_audit.find_one({"action": "job.retry", "target": dead[0].id})
     assert retried is not None and retried["email"] == operator.email
-    page.click("text=Sign out")
+    sign_out(page)
     sign_in(page, system, "admin")
     page.goto(f"{system['base']}/admin/jobs?view=dead&task=bench.fail")
     page.click("#retry-all")
