@@ -74,7 +74,8 @@ def main() -> int:
         )
         if env["API_ADMIN_ENABLED"] == "1":
             print(
-                f"dashboard  {base}/admin   (give an account a role first: "
+                f"dashboard  {base}/admin   (an account needs a verified address, a second "
+                f"factor from {base}/account/security, and a role: "
                 ".venv/bin/python -m api.admin grant EMAIL admin)",
                 flush=True,
             )
