@@ -24,6 +24,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
+
 from api.auth.context import AuthContext, Client, Principal, TokenPair
 from api.auth.flows.login import finish
 from api.auth.flows.session_control import require_recent_auth
@@ -72,7 +74,7 @@ def confirm(ctx: AuthContext, principal: Principal, code: str, *, client: Client
     if not pending:
         raise BadRequest("Start the enrolment first.", code="mfa_not_enrolling")
     attempt = attempts.for_login(ctx, str(state.get("email", "")), None, client, now)
-    step = _step_of(ctx, pending, principal, code, now)
+    step = _matching_step(ctx, pending, principal.user_id, code, now)
     if step is None:
         attempts.failed(ctx, attempt, reason="bad_code")
         raise BadRequest(WRONG_CODE, code="invalid_code")
@@ -180,11 +182,7 @@ def _second_factor(
     """Spend a TOTP code (amr otp) or a recovery code (amr rec), once; None if neither is right."""
     mfa = user["mfa"]
     if code:
-        try:
-            secret = ctx.totp_keys.open(mfa["secret"], user["_id"])
-        except SealedSecretError:
-            return None
-        step = totp.matching_step(secret, code, now)
+        step = _matching_step(ctx, mfa["secret"], user["_id"], code, now)
         if step is None:
             return None
         with ctx.admission.operation("mfa.spend_step"):
@@ -204,11 +202,13 @@ def _second_factor(
     return None
 
 
-def _step_of(
-    ctx: AuthContext, pending: dict[str, Any], principal: Principal, code: str, now: datetime
+def _matching_step(
+    ctx: AuthContext, sealed: dict[str, Any], user_id: ObjectId, code: str, now: datetime
 ) -> int | None:
+    """The time step `code` is of, for the user's sealed secret; None if it is of none (or the
+    secret does not open)."""
     try:
-        secret = ctx.totp_keys.open(pending, principal.user_id)
+        secret = ctx.totp_keys.open(sealed, user_id)
     except SealedSecretError:
         return None
     return totp.matching_step(secret, code, now)
