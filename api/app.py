@@ -161,9 +161,7 @@ def create_app(
         clock=clock,
         mfa=mfa,
         totp_keys=TotpKeys(settings.mfa_keys),
-        ledger=LoginLedger(
-            limits, security, clock, flush_every_s=settings.login_ledger_flush_ms / 1000
-        ),
+        ledger=LoginLedger(limits, security, flush_every_s=settings.login_ledger_flush_ms / 1000),
     )
     auth.ledger.on_eviction(lambda user_ids: _ignore(evict_beyond_cap(auth, user_ids)))
     middleware: list[Any] = [

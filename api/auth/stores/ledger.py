@@ -23,7 +23,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -56,13 +55,11 @@ class LoginLedger:
         self,
         limits: RateLimits,
         security: SecurityLog,
-        clock: Callable[[], datetime],
         *,
         flush_every_s: float = FLUSH_EVERY_S,
     ) -> None:
         self._limits = limits
         self._security = security
-        self._clock = clock
         self._every_s = flush_every_s
         self._background = flush_every_s > 0  # 0: every settle writes at once
         self._pending = _Pending()
@@ -110,7 +107,7 @@ class LoginLedger:
             return True
         try:
             if owed.refunds or owed.ends:
-                self._limits.settle(owed.refunds, owed.ends, now=self._clock())
+                self._limits.settle(owed.refunds, owed.ends)
                 owed.refunds, owed.ends = [], []
             self._security.record_many(owed.events)
             owed.events = []

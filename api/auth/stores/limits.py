@@ -13,8 +13,8 @@ decides: `take` counts a set of counters in ONE round trip (a bulk write of cond
 a counter already at its limit does not match its filter, so its upsert collides with the
 existing document, and that duplicate key is the refusal). Of any number of concurrent attempts,
 exactly as many as the budget allows get through; a burst cannot outrun the count. `consume`
-does the same for one counter and says how long until there is room. `refund` gives an event
-back and ends runs (a login that turned out to be the owner's), `forget` ends runs.
+does the same for one counter and says how long until there is room. `settle` gives events
+back and ends runs (logins that turned out to be the owner's), in one round trip.
 """
 
 from __future__ import annotations
@@ -128,13 +128,7 @@ class RateLimits:
         if refusal is not None:
             raise refusal
 
-    def forget(self, counted: Iterable[Counted]) -> None:
-        """Drop the counters (a success ends a run of failures)."""
-        ops = [DeleteOne({"_id": _id(action, key)}) for action, key in counted]
-        if ops:
-            self._counters.bulk_write(ops, ordered=False)
-
-    def settle(self, refunds: Iterable[Counted], ends: Iterable[Counted], *, now: datetime) -> None:
+    def settle(self, refunds: Iterable[Counted], ends: Iterable[Counted]) -> None:
         """Give back one event of each Rolling counter in `refunds` (the attempt turned out
         good) and drop the counters in `ends`, in one round trip (the deferred bookkeeping of
         good logins)."""
