@@ -26,6 +26,7 @@ from api.auth.steps.attempts import Attempt
 from api.auth.steps.issue import start_session
 from api.auth.steps.notices import record_event
 from api.auth.stores.limits import Action
+from api.auth.stores.mfa import mfa_of
 from api.auth.stores.security_log import EventType, event_doc
 from api.errors import RateLimited, ServiceUnavailable, Unauthorized
 from api.schemas import LoginRequest
@@ -54,7 +55,7 @@ def login(ctx: AuthContext, body: LoginRequest, *, client: Client) -> TokenPair 
             record_event(ctx, user["_id"], EventType.LOGIN_FAILED, now=now, client=client)
         # One body for unknown email and wrong password: nothing tells them apart.
         raise Unauthorized("Invalid email or password.", code="invalid_credentials")
-    if (user.get("mfa") or {}).get("enabled"):
+    if mfa_of(user).get("enabled"):
         # The attempt stays counted until the code step succeeds too.
         with ctx.admission.operation("mfa.open_challenge"):
             token = ctx.mfa.open_challenge(user["_id"], now=now)

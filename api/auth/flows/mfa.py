@@ -31,6 +31,7 @@ from api.auth.flows.login import finish
 from api.auth.flows.session_control import require_recent_auth
 from api.auth.steps import attempts
 from api.auth.steps.notices import record_event
+from api.auth.stores.mfa import mfa_of
 from api.auth.stores.security_log import EventType
 from api.auth.tokens import totp
 from api.auth.tokens.totp import SealedSecretError
@@ -43,7 +44,7 @@ WRONG_CODE = "The code is not right, or it was used already. Try the next one."
 def status(ctx: AuthContext, principal: Principal) -> MfaStatus:
     """Whether the caller's factor is on, and how many recovery codes are unused."""
     with ctx.admission.operation("mfa.get"):
-        mfa = ((ctx.mfa.get(principal.user_id) or {}).get("mfa")) or {}
+        mfa = mfa_of(ctx.mfa.get(principal.user_id) or {})
     left = sum(1 for code in mfa.get("recovery", ()) if code.get("used_at") is None)
     return MfaStatus(enabled=bool(mfa.get("enabled")), recovery_codes_left=left)
 
@@ -68,8 +69,8 @@ def confirm(ctx: AuthContext, principal: Principal, code: str, *, client: Client
     now = ctx.clock()
     with ctx.admission.operation("mfa.get"):
         state = ctx.mfa.get(principal.user_id) or {}
-    pending = (state.get("mfa") or {}).get("pending")
-    if (state.get("mfa") or {}).get("enabled"):
+    pending = mfa_of(state).get("pending")
+    if mfa_of(state).get("enabled"):
         raise Conflict("A second factor is on already.", code="mfa_already_enabled")
     if not pending:
         raise BadRequest("Start the enrolment first.", code="mfa_not_enrolling")
@@ -101,7 +102,7 @@ def complete_login(ctx: AuthContext, body: MfaLoginRequest, *, client: Client) -
         raise Unauthorized("Sign in again: this step has expired.", code="invalid_mfa_token")
     with ctx.admission.operation("users.find"):
         user = ctx.users.find_for_login_by_id(challenge["user_id"])
-    if user is None or not (user.get("mfa") or {}).get("enabled"):
+    if user is None or not mfa_of(user).get("enabled"):
         raise Unauthorized("Sign in again: this step has expired.", code="invalid_mfa_token")
     attempt = attempts.for_login(ctx, user["email"], user, client, now)
     amr = _second_factor(ctx, user, body.code, body.recovery_code, client=client, now=now)
@@ -159,7 +160,7 @@ def _prove_factor(
     """A second-factor step by a signed-in user, counted under the login limits."""
     with ctx.admission.operation("users.find"):
         user = ctx.users.find_for_login_by_id(principal.user_id)
-    if user is None or not (user.get("mfa") or {}).get("enabled"):
+    if user is None or not mfa_of(user).get("enabled"):
         raise Conflict("No second factor is on.", code="mfa_not_enabled")
     attempt = attempts.for_login(ctx, user["email"], user, client, now)
     if _second_factor(ctx, user, body.code, body.recovery_code, client=client, now=now) is None:

@@ -34,6 +34,11 @@ CHALLENGE_MAX_FAILURES = 5
 Doc = dict[str, Any]
 
 
+def mfa_of(user: Doc) -> Doc:
+    """Return a user document's `mfa` field ({} if the user never enrolled)."""
+    return user.get("mfa") or {}
+
+
 def challenge_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
